@@ -1,0 +1,36 @@
+"""repeatseg: RepeatNet encoders and dense baselines for semantic segmentation.
+
+Importing the package registers every encoder of ``repeatseg.variants`` in smp (``repeat_r18_f4``,
+``dense_r18_w4``, ...) and in timm (``repeat_resnet18_f4``, ``dense_resnet18_w4``, ...).
+"""
+
+from . import backbones, encoders  # noqa: F401  (registration side effects)
+from .accounting import ModelStats, describe
+from .backbones import RepeatResNet
+from .encoders import RepeatResNetEncoder
+from .layers import RepeatConv2d
+from .segmenter import DECODER_CHANNELS, build_segmenter
+from .variants import VARIANTS, EncoderVariant, get_variant
+from .weights import LoadReport, load_encoder_weights
+
+__version__ = "0.1.0"
+
+
+def register(variant: EncoderVariant) -> EncoderVariant:
+    """Register an extra variant (e.g. a tiny ``base_width`` for tests) in smp and timm; idempotent."""
+    if VARIANTS.get(variant.name) == variant:
+        return variant
+    backbones.register_timm_variant(variant)
+    encoders.register_smp_variant(variant)
+    VARIANTS.setdefault(variant.name, variant)
+    from .variants import TIMM_VARIANTS
+
+    TIMM_VARIANTS.setdefault(variant.timm_name, variant)
+    return variant
+
+
+__all__ = [
+    "build_segmenter", "describe", "register", "load_encoder_weights", "get_variant",
+    "RepeatConv2d", "RepeatResNet", "RepeatResNetEncoder", "EncoderVariant", "ModelStats", "LoadReport",
+    "VARIANTS", "DECODER_CHANNELS", "__version__",
+]

@@ -1,0 +1,136 @@
+"""RepeatConv2d: a wide convolution whose weight is generated from a base-size parent.
+
+It subclasses ``nn.Conv2d`` so that everything that walks a model looking for convolutions (smp's
+dilation and in_channels patching, torch.export, torch.compile, hooks that read ``in_channels``)
+treats it as the wide conv it computes. It holds no ``weight`` parameter: ``weight`` is a
+read-only property that generates the child weight, and ``state_dict`` holds ``parent`` plus the
+transform's own parameters (``transform.scores``, ``transform.b1``/``b2``).
+
+Width repetition: one layer, ``tile_out x tile_in`` tiles of its own parent.
+Depth repetition: several layers built with the same ``parent`` Parameter, each with its own
+transform (``RepeatConv2d.sharing(parent_conv, ...)``); the parent is counted and updated once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .transforms import ChildTransform, make_transform
+
+
+class RepeatConv2d(nn.Conv2d):
+    """Conv2d of shape (out_channels, in_channels, k, k) generated from a parent of shape
+    (out_channels // tile_out, in_channels // tile_in, k, k) by ``transform`` (see transforms.py
+    for the tile layout).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
+            as ``nn.Conv2d``, for the wide (child) layer. ``groups`` must be 1.
+        tile_in, tile_out: repetition factors along input and output channels.
+        transform: ``"linear"``, ``"swish"`` or ``"flip"``.
+        transform_options: passed to the transform (``score_init``, ``gradient`` for flip;
+            ``init`` for swish).
+        parent: an existing parent Parameter to share (depth repetition); a new one is made if None.
+    """
+
+    # TorchScript must not compile the generating property as a module attribute.
+    __jit_unused_properties__ = ["weight"]
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = False,
+        padding_mode: str = "zeros",
+        *,
+        tile_in: int = 1,
+        tile_out: int = 1,
+        transform: str = "flip",
+        transform_options: dict | None = None,
+        parent: nn.Parameter | None = None,
+        device=None,
+        dtype=None,
+    ):
+        if groups != 1:
+            raise NotImplementedError("RepeatConv2d supports groups=1 only")
+        if in_channels % tile_in or out_channels % tile_out:
+            raise ValueError(
+                f"channels ({in_channels} in, {out_channels} out) must be multiples of the tile "
+                f"factors (tile_in={tile_in}, tile_out={tile_out})"
+            )
+        # Build the Conv2d bookkeeping on the meta device: the dense wide weight is never allocated.
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+            bias=False, padding_mode=padding_mode, device="meta",
+        )
+        del self.weight
+        factory = {"device": device, "dtype": dtype}
+        parent_shape = (out_channels // tile_out, in_channels // tile_in, *self.kernel_size)
+        if parent is None:
+            parent = nn.Parameter(torch.empty(parent_shape, **factory))
+            self._init_parent(parent, fan_out=out_channels * math.prod(self.kernel_size))
+        elif tuple(parent.shape) != parent_shape:
+            raise ValueError(f"shared parent has shape {tuple(parent.shape)}, this layer needs {parent_shape}")
+        self.parent = parent
+        self.transform: ChildTransform = make_transform(
+            transform, tile_out, tile_in, parent_shape, **(transform_options or {})
+        ).to(**factory)
+        self.bias = nn.Parameter(torch.zeros(out_channels, **factory)) if bias else None
+
+    @staticmethod
+    def _init_parent(parent: torch.Tensor, fan_out: int) -> None:
+        # He init with the *child's* fan-out, so the generated weight starts distributed like
+        # torchvision's init of the dense wide conv it stands in for.
+        with torch.no_grad():
+            parent.normal_(0.0, math.sqrt(2.0 / fan_out))
+
+    @classmethod
+    def sharing(cls, source: "RepeatConv2d", transform: str, **kwargs) -> "RepeatConv2d":
+        """A layer that reuses ``source``'s parent (depth repetition), with its own transform.
+
+        Geometry (stride, padding, ...) defaults to the source's and can be overridden in kwargs.
+        """
+        geometry = dict(
+            in_channels=source.in_channels, out_channels=source.out_channels,
+            kernel_size=source.kernel_size, stride=source.stride, padding=source.padding,
+            dilation=source.dilation, bias=source.bias is not None,
+            tile_in=source.transform.tile_in, tile_out=source.transform.tile_out,
+        )
+        geometry.update(kwargs)
+        return cls(transform=transform, parent=source.parent, **geometry)
+
+    @property
+    def tile_in(self) -> int:
+        return self.transform.tile_in
+
+    @property
+    def tile_out(self) -> int:
+        return self.transform.tile_out
+
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]
+        """The generated (child) weight, shape (out_channels, in_channels, k, k)."""
+        return self.transform(self.parent)
+
+    def reset_parameters(self) -> None:
+        # nn.Conv2d.__init__ calls this before the parent exists.
+        if "parent" not in self._parameters:
+            return
+        self._init_parent(self.parent, fan_out=self.out_channels * math.prod(self.kernel_size))
+        self.transform.reset_parameters()
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.transform(self.parent), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, parent={tuple(self.parent.shape)}"

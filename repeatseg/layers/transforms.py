@@ -1,0 +1,136 @@
+"""Child transforms psi: parent weight (n, m, k, k) -> child weight (tile_out*n, tile_in*m, k, k).
+
+Tile layout (the same for every transform)::
+
+    child[i*n:(i+1)*n, j*m:(j+1)*m] = psi_ij(parent)    i < tile_out, j < tile_in
+
+so output channel ``i*n + a`` of the wide layer is a transformed copy of parent filter ``a``, and
+it reads input channel ``j*m + b`` with a transformed copy of parent tap ``b``. Every transform
+computes all tiles at once through a broadcast over a (tile_out, n, tile_in, m, k, k) view: no
+Python loop over tiles and no materialised tiled copy of the parent.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .sign import GRADIENT_RULES, sign_ste
+
+TRANSFORMS = ("linear", "swish", "flip")
+
+
+def _tiles_view(parent: torch.Tensor) -> torch.Tensor:
+    """(n, m, k, k) -> (1, n, 1, m, k, k), ready to broadcast against per-tile factors."""
+    n, m, kh, kw = parent.shape
+    return parent.view(1, n, 1, m, kh, kw)
+
+
+class ChildTransform(nn.Module):
+    """Base class: holds the tile factors and maps a parent to its child."""
+
+    def __init__(self, tile_out: int, tile_in: int):
+        super().__init__()
+        if tile_out < 1 or tile_in < 1:
+            raise ValueError(f"tile factors must be >= 1, got tile_out={tile_out}, tile_in={tile_in}")
+        self.tile_out = tile_out
+        self.tile_in = tile_in
+
+    @torch.jit.unused
+    def child_shape(self, parent_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        n, m, kh, kw = parent_shape
+        return (self.tile_out * n, self.tile_in * m, kh, kw)
+
+    def extra_repr(self) -> str:
+        return f"tile_out={self.tile_out}, tile_in={self.tile_in}"
+
+
+class LinearRepeat(ChildTransform):
+    """psi(P) = P: plain tiling (the paper's linear baseline; degenerate for width)."""
+
+    def forward(self, parent: torch.Tensor) -> torch.Tensor:
+        return parent.repeat(self.tile_out, self.tile_in, 1, 1)
+
+
+class SwishRepeat(ChildTransform):
+    """s-RepeatNet: psi_ij(x) = b1_ij * x / (1 + exp(b2_ij * x)), elementwise, two scalars per tile.
+
+    Initialised at b1 = 2, b2 = 0, where psi(x) = x: training starts as pure tiling, like the
+    f-variant with the authors' score initialisation.
+    """
+
+    def __init__(self, tile_out: int, tile_in: int, init: tuple[float, float] = (2.0, 0.0)):
+        super().__init__(tile_out, tile_in)
+        self.init = tuple(init)
+        self.b1 = nn.Parameter(torch.empty(tile_out, tile_in))
+        self.b2 = nn.Parameter(torch.empty(tile_out, tile_in))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.b1, self.init[0])
+        nn.init.constant_(self.b2, self.init[1])
+
+    def forward(self, parent: torch.Tensor) -> torch.Tensor:
+        n, m, kh, kw = parent.shape
+        x = _tiles_view(parent)
+        b1 = self.b1.view(self.tile_out, 1, self.tile_in, 1, 1, 1)
+        b2 = self.b2.view(self.tile_out, 1, self.tile_in, 1, 1, 1)
+        # b1 * x / (1 + exp(b2 x)) == b1 * x * sigmoid(-b2 x), the overflow-free form.
+        child = b1 * x * torch.sigmoid(-b2 * x)
+        return child.reshape(self.tile_out * n, self.tile_in * m, kh, kw)
+
+
+class FlipRepeat(ChildTransform):
+    """f-RepeatNet: psi_ij(P) = S_ij * P with S in {-1, +1}, one latent score per child weight.
+
+    ``scores`` has the child's shape and layout, so the stored 1-bit mask of child weight
+    ``[o, i, y, x]`` is ``scores[o, i, y, x] >= 0``. Scores start uniform in ``score_init``
+    (the authors' [0, 1e-3): all signs +1, i.e. pure tiling, yet inside the gradient window).
+    """
+
+    def __init__(
+        self,
+        tile_out: int,
+        tile_in: int,
+        parent_shape: tuple[int, int, int, int],
+        score_init: tuple[float, float] = (0.0, 1e-3),
+        gradient: str = "clamp",
+    ):
+        super().__init__(tile_out, tile_in)
+        if gradient not in GRADIENT_RULES:
+            raise ValueError(f"unknown sign gradient rule {gradient!r}; expected one of {GRADIENT_RULES}")
+        self.score_init = tuple(score_init)
+        self.gradient = gradient
+        self.scores = nn.Parameter(torch.empty(self.child_shape(parent_shape)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.uniform_(self.scores, *self.score_init)
+
+    def signs(self) -> torch.Tensor:
+        return sign_ste(self.scores, self.gradient)
+
+    def forward(self, parent: torch.Tensor) -> torch.Tensor:
+        n, m, kh, kw = parent.shape
+        signs = self.signs().view(self.tile_out, n, self.tile_in, m, kh, kw)
+        return (signs * _tiles_view(parent)).reshape(self.scores.shape)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, gradient={self.gradient!r}"
+
+
+def make_transform(
+    name: str,
+    tile_out: int,
+    tile_in: int,
+    parent_shape: tuple[int, int, int, int],
+    **options,
+) -> ChildTransform:
+    """Build a transform by name (``linear``, ``swish`` or ``flip``); ``options`` go to its constructor."""
+    if name == "linear":
+        return LinearRepeat(tile_out, tile_in, **options)
+    if name == "swish":
+        return SwishRepeat(tile_out, tile_in, **options)
+    if name == "flip":
+        return FlipRepeat(tile_out, tile_in, parent_shape, **options)
+    raise ValueError(f"unknown RepeatNet transform {name!r}; expected one of {TRANSFORMS}")

@@ -1,0 +1,53 @@
+"""The study's segmenter: smp's U-Net with one fixed decoder for every encoder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+
+from .variants import get_variant
+from .weights import load_encoder_weights
+
+log = logging.getLogger(__name__)
+
+# smp's default U-Net decoder. Blocks 1-4 each merge one skip (layer3, layer2, layer1, stem);
+# block 5 upsamples to full resolution without a skip. Encoders report base channels, so these
+# shapes never depend on the encoder's width.
+DECODER_CHANNELS = (256, 128, 64, 32, 16)
+
+
+def build_segmenter(
+    encoder: str,
+    classes: int = 21,
+    in_channels: int = 3,
+    encoder_weights: str | Path | None = None,
+    weights_dir: str | Path | None = None,
+    strict: bool = True,
+) -> smp.Unet:
+    """U-Net (encoder depth 5, decoder ``DECODER_CHANNELS``) on a registered repeatseg encoder.
+
+    ``encoder_weights`` is None, a checkpoint path, or a tag resolved in ``weights_dir`` /
+    ``$REPEATSEG_WEIGHTS`` (see ``repeatseg.weights``). Weights are loaded into a 3-channel stem,
+    then smp adapts that stem to ``in_channels``, as it does for its own pretrained encoders.
+    The load report is kept as ``model.encoder_weights_report`` (None without weights).
+    """
+    variant = get_variant(encoder)
+    model = smp.Unet(
+        encoder_name=variant.name,
+        encoder_depth=5,
+        encoder_weights=None,
+        decoder_channels=DECODER_CHANNELS,
+        in_channels=3 if encoder_weights is not None else in_channels,
+        classes=classes,
+    )
+    model.encoder_weights_report = None
+    if encoder_weights is not None:
+        report = load_encoder_weights(
+            model.encoder, encoder_weights, encoder_name=variant.name, weights_dir=weights_dir, strict=strict
+        )
+        log.info("%s", report)
+        model.encoder.set_in_channels(in_channels, pretrained=True)
+        model.encoder_weights_report = report
+    return model

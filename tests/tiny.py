@@ -1,0 +1,22 @@
+"""Tiny registered variants (base width 8) so that model tests run in milliseconds on CPU."""
+
+from __future__ import annotations
+
+import repeatseg
+from repeatseg.variants import EncoderVariant
+
+TINY_BASE = 8
+TRANSFORMS = (None, "linear", "swish", "flip")
+
+
+def tiny(arch: str = "resnet18", width: int = 2, transform: str | None = "flip") -> EncoderVariant:
+    """Register (idempotently) and return a base-width-8 variant, e.g. ``repeat_r18_f2_b8``."""
+    return repeatseg.register(EncoderVariant(arch, width, transform, base_width=TINY_BASE))
+
+
+TINY_NAMES = [
+    tiny(arch, width, t).name
+    for arch in ("resnet18", "resnet34")
+    for t in TRANSFORMS
+    for width in ((1, 2, 4) if t is None else (2, 4))
+]

@@ -1,0 +1,63 @@
+"""Accounting of repeatseg encoders: parameters, storage, MACs, and ratios to the dense twin.
+
+    python tools/model_info.py --encoder repeat_r18_f4
+    python tools/model_info.py --all [--segmenter] [--input-size 512] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import repeatseg
+from repeatseg.accounting import STAT_KEYS, format_count
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--encoder", help="a registered encoder name, e.g. repeat_r18_f4")
+    which.add_argument("--all", action="store_true", help="every registered encoder, one table")
+    parser.add_argument("--segmenter", action="store_true", help="count the whole U-Net, not the encoder alone")
+    parser.add_argument("--input-size", type=int, default=512, help="square input side for MACs (default 512)")
+    parser.add_argument("--classes", type=int, default=21, help="segmentation classes, with --segmenter")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
+    return parser
+
+
+def table(stats: list[repeatseg.ModelStats]) -> str:
+    header = ["name", *STAT_KEYS, "packed vs dense", "trainable vs dense"]
+    rows = [
+        [s.name, *(format_count(getattr(s, key), key) for key in STAT_KEYS),
+         f"{s.ratio_to_dense['packed_bytes']:.3f}x", f"{s.ratio_to_dense['trainable_params']:.3f}x"]
+        for s in stats
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    names = list(repeatseg.VARIANTS) if args.all else [args.encoder]
+    try:
+        stats = [repeatseg.describe(n, args.input_size, args.segmenter, args.classes) for n in names]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([s.as_dict() for s in stats], indent=2))
+    elif args.all:
+        scope = "U-Net segmenter" if args.segmenter else "encoder (backbone + skip adapters)"
+        print(f"{scope}; MACs at {args.input_size}x{args.input_size}; ratios against the dense model of the same width")
+        print(table(stats))
+    else:
+        print(stats[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
