@@ -17,8 +17,15 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Synthetic VOC (generated into demo_data/ if absent), a small f-RepeatNet 4x trained and
+# evaluated on CPU; a finished demo run is resumed (it just prints its metrics again).
+DEMO_RUN ?= runs/demo
 demo: $(STAMP)
-	$(PY) tools/model_info.py --all
+	@if [ -f $(DEMO_RUN)/checkpoints/last.state.pt ]; then \
+		$(PY) tools/train_seg.py --resume $(DEMO_RUN) --log-mode plain; \
+	else \
+		$(PY) tools/train_seg.py --config configs/seg/demo.yaml --output $(DEMO_RUN) --log-mode plain; \
+	fi
 
 encoders: $(STAMP)
 	$(PY) tools/model_info.py --all --segmenter

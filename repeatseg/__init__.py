@@ -9,24 +9,12 @@ from .accounting import ModelStats, describe
 from .backbones import RepeatResNet
 from .encoders import RepeatResNetEncoder
 from .layers import RepeatConv2d
+from .registry import register
 from .segmenter import DECODER_CHANNELS, build_segmenter
 from .variants import VARIANTS, EncoderVariant, get_variant
 from .weights import LoadReport, load_encoder_weights
 
 __version__ = "0.1.0"
-
-
-def register(variant: EncoderVariant) -> EncoderVariant:
-    """Register an extra variant (e.g. a tiny ``base_width`` for tests) in smp and timm; idempotent."""
-    if VARIANTS.get(variant.name) == variant:
-        return variant
-    backbones.register_timm_variant(variant)
-    encoders.register_smp_variant(variant)
-    VARIANTS.setdefault(variant.name, variant)
-    from .variants import TIMM_VARIANTS
-
-    TIMM_VARIANTS.setdefault(variant.timm_name, variant)
-    return variant
 
 
 __all__ = [

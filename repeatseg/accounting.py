@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .layers import FlipRepeat
+from .registry import register
 from .variants import get_variant
 
 STAT_KEYS = ("trainable_params", "stored_floats", "mask_bits", "fp32_bytes", "packed_bytes", "macs")
@@ -135,9 +136,10 @@ def describe(name: str, input_size: int = 512, segmenter: bool = False, classes:
     ratio to the dense model of the same width. The encoder is the smp encoder: backbone without
     classifier, plus skip adapters; the segmenter adds decoder and segmentation head.
     """
-    variant = get_variant(name)
+    variant = register(get_variant(name))
     numbers = _measure(variant.name, input_size, segmenter, classes)
     twin = variant.dense_twin
+    register(twin)
     dense = numbers if twin == variant else _measure(twin.name, input_size, segmenter, classes)
     ratios = {key: numbers[key] / dense[key] for key in STAT_KEYS if dense[key]}
     return ModelStats(

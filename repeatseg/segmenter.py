@@ -7,6 +7,7 @@ from pathlib import Path
 
 import segmentation_models_pytorch as smp
 
+from .registry import register
 from .variants import get_variant
 from .weights import load_encoder_weights
 
@@ -33,7 +34,7 @@ def build_segmenter(
     then smp adapts that stem to ``in_channels``, as it does for its own pretrained encoders.
     The load report is kept as ``model.encoder_weights_report`` (None without weights).
     """
-    variant = get_variant(encoder)
+    variant = register(get_variant(encoder))
     model = smp.Unet(
         encoder_name=variant.name,
         encoder_depth=5,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass
 
 ARCH_LAYERS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
@@ -90,12 +91,35 @@ VARIANTS: dict[str, EncoderVariant] = {v.name: v for v in default_variants()}
 TIMM_VARIANTS: dict[str, EncoderVariant] = {v.timm_name: v for v in VARIANTS.values()}
 
 
+_NAME = re.compile(r"^(?P<kind>dense|repeat)_(?:r|resnet)(?P<depth>18|34)_(?P<code>[wlsf])(?P<width>\d+)(?:_b(?P<base>\d+))?$")
+_CODES = {"w": None, **{code: transform for transform, code in TRANSFORM_CODES.items()}}
+
+
+def parse_name(name: str) -> EncoderVariant | None:
+    """The variant a well-formed name describes (``repeat_r18_f4_b16``), registered or not."""
+    match = _NAME.match(name)
+    if not match or (match["kind"] == "dense") != (match["code"] == "w"):
+        return None
+    try:
+        return EncoderVariant(f"resnet{match['depth']}", int(match["width"]), _CODES[match["code"]],
+                              int(match["base"] or 64))
+    except ValueError:
+        return None
+
+
 def get_variant(name: str) -> EncoderVariant:
-    """Look a variant up by its smp or timm name; an unknown name lists the valid ones."""
+    """Look a variant up by its smp or timm name; an unknown name lists the valid ones.
+
+    Names outside the registered grid that follow the pattern (another ``_b<base>`` base width,
+    say) are understood too; ``repeatseg.register`` makes them smp/timm names.
+    """
     if name in VARIANTS:
         return VARIANTS[name]
     if name in TIMM_VARIANTS:
         return TIMM_VARIANTS[name]
+    parsed = parse_name(name)
+    if parsed is not None:
+        return parsed
     close = difflib.get_close_matches(name, list(VARIANTS) + list(TIMM_VARIANTS), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown repeatseg encoder {name!r}.{hint} Valid names: {', '.join(VARIANTS)}")

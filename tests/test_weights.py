@@ -146,4 +146,4 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
 
 def test_unknown_encoder_lists_valid_names():
     with pytest.raises(ValueError, match="Did you mean .*repeat_r18_f4.*Valid names: dense_r18_w1"):
-        repeatseg.build_segmenter("repeat_r18_f5")
+        repeatseg.build_segmenter("repaet_r18_f4")

@@ -1,0 +1,171 @@
+"""Pascal VOC 2012 segmentation (and SBD train_aug) read from disk, with bad data reported by file.
+
+Layout (torchvision's ``VOCSegmentation`` reads the same)::
+
+    VOCdevkit/VOC2012/
+      JPEGImages/<id>.jpg
+      SegmentationClass/<id>.png        palette PNGs: class indices 0..20, 255 = void
+      SegmentationClassAug/<id>.png     SBD-augmented masks (train_aug split; no void band)
+      ImageSets/Segmentation/{train,val,trainval,train_aug}.txt
+
+Masks are read with PIL as indices (``np.array(Image.open(p))``); converting a palette PNG to
+"L" or reading it with OpenCV would give luminances, not classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+NUM_CLASSES = 21
+IGNORE_INDEX = 255
+CLASS_NAMES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+AUG_SPLITS = {"train_aug"}  # splits whose masks live in SegmentationClassAug
+
+EXPECTED_TREE = """expected a Pascal VOC tree, given as any of ROOT, ROOT/VOCdevkit or ROOT/VOCdevkit/VOC2012:
+  ROOT/VOCdevkit/VOC2012/
+    JPEGImages/<id>.jpg
+    SegmentationClass/<id>.png
+    SegmentationClassAug/<id>.png          (only for split train_aug)
+    ImageSets/Segmentation/<split>.txt     (train, val, trainval, train_aug)"""
+
+
+class DataError(RuntimeError):
+    """A problem with the data on disk; the message names the file."""
+
+
+def voc_palette() -> np.ndarray:
+    """The standard VOC colour map, (256, 3) uint8: class c's colour from the bits of c."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        c, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+def save_mask(mask: np.ndarray, path: str | Path) -> None:
+    """Write class indices as a VOC palette PNG."""
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
+    image.putpalette(voc_palette().flatten().tolist())
+    image.save(path)
+
+
+def find_voc_root(path: str | Path) -> Path:
+    """The ``VOC2012`` folder, given it, the ``VOCdevkit`` above it, or the folder holding ``VOCdevkit``."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"):
+        if (candidate / "JPEGImages").is_dir() and (candidate / "ImageSets" / "Segmentation").is_dir():
+            return candidate
+    raise DataError(f"no VOC2012 folder found at {path}\n{EXPECTED_TREE}")
+
+
+def read_split(voc_root: Path, split: str) -> list[str]:
+    list_file = voc_root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if not list_file.is_file():
+        available = sorted(p.stem for p in list_file.parent.glob("*.txt"))
+        raise DataError(f"split file not found: {list_file} (available splits: {', '.join(available) or 'none'})")
+    return [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+
+
+def read_image(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"missing image: {path}")
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+    except Exception as error:  # noqa: BLE001 - PIL raises many kinds
+        raise DataError(f"unreadable image: {path} ({error})") from error
+
+
+def read_mask(path: Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"missing mask: {path}")
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise DataError(f"mask {path} is a {image.mode} image; expected class indices (palette or grayscale PNG)")
+            mask = np.array(image)
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise DataError(f"unreadable mask: {path} ({error})") from error
+    bad = np.unique(mask[(mask >= num_classes) & (mask != IGNORE_INDEX)])
+    if bad.size:
+        raise DataError(f"mask {path} holds values {bad.tolist()[:10]} outside 0..{num_classes - 1} and {IGNORE_INDEX}")
+    return mask
+
+
+class VOCSegmentation(Dataset):
+    """VOC segmentation samples as uint8 tensors: image (3, H, W), mask (H, W) with 255 = void.
+
+    ``transform`` is an albumentations transform (or None); it receives ``image``/``mask`` numpy
+    arrays. For reproducible augmentation regardless of worker count or order, each sample's
+    transform is seeded from (``seed``, epoch, index); call ``set_epoch`` every epoch.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", transform=None, seed: int = 0):
+        self.voc_root = find_voc_root(root)
+        self.split = split
+        self.ids = read_split(self.voc_root, split)
+        mask_dir = "SegmentationClassAug" if split in AUG_SPLITS else "SegmentationClass"
+        self.image_dir = self.voc_root / "JPEGImages"
+        self.mask_dir = self.voc_root / mask_dir
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def paths(self, index: int) -> tuple[Path, Path]:
+        sample_id = self.ids[index]
+        return self.image_dir / f"{sample_id}.jpg", self.mask_dir / f"{sample_id}.png"
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Checked image and mask arrays, untransformed."""
+        image_path, mask_path = self.paths(index)
+        image, mask = read_image(image_path), read_mask(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                            f"{image.shape[1]}x{image.shape[0]}")
+        return image, mask
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        image, mask = self.load(index)
+        if self.transform is not None:
+            self.transform.set_random_seed(hash((self.seed, self.epoch, index)) % 2**32)
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return image, torch.from_numpy(np.ascontiguousarray(mask)), index
+
+
+def check_split(root: str | Path, split: str) -> list[str]:
+    """Every problem in a split, one message per file (an empty list means clean)."""
+    try:
+        dataset = VOCSegmentation(root, split)
+    except DataError as error:
+        return [str(error)]
+    problems = []
+    for index in range(len(dataset)):
+        try:
+            dataset.load(index)
+        except DataError as error:
+            problems.append(str(error))
+    return problems

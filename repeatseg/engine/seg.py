@@ -1,0 +1,178 @@
+"""Segmentation training and evaluation on VOC-layout data, wired onto the shared Trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from ..config import SegConfig, save_config
+from ..data import IGNORE_INDEX, VOCSegmentation, collate_padded, save_mask, to_device, train_transform
+from ..data.synthetic import make_synthetic_voc
+from ..data.voc import find_voc_root
+from ..metrics import SegmentationMetrics
+from ..segmenter import build_segmenter
+from . import checkpoint as ckpt
+from .distributed import DistInfo, ShardSampler, barrier
+from .optim import poly_schedule, sgd
+from .trainer import Trainer, autocast_dtype, seed_everything
+
+SYNTHETIC_ROOT = "demo_data"
+
+
+def data_root(cfg: SegConfig, dist: DistInfo) -> Path:
+    """The data root; for ``dataset: synthetic`` the set is generated there first if absent."""
+    if cfg.data.dataset == "synthetic":
+        root = Path(cfg.data.root or SYNTHETIC_ROOT)
+        if not (root / "VOCdevkit" / "VOC2012" / "ImageSets").is_dir():
+            if dist.is_main:
+                make_synthetic_voc(root, classes=tuple(cfg.data.synthetic_classes), progress=cfg.train.log_mode == "bar")
+            barrier()
+        return root
+    if not cfg.data.root:
+        raise ValueError("data.root is not set: pass --data-root (the folder holding VOCdevkit)")
+    return Path(cfg.data.root)
+
+
+def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoader, DataLoader]:
+    if cfg.train.batch_size % dist.world_size:
+        raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
+    train_set = VOCSegmentation(root, cfg.data.split, seed=cfg.train.seed,
+                                transform=train_transform(cfg.data.crop_size, cfg.data.scale_range, cfg.data.hflip))
+    per_rank = cfg.train.batch_size // dist.world_size
+    if len(train_set) < cfg.train.batch_size:
+        raise ValueError(f"split {cfg.data.split!r} has {len(train_set)} images, fewer than one batch of {cfg.train.batch_size}")
+    # A seeded DistributedSampler also in one process: the data order depends on (seed, epoch) only.
+    sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.train.seed, drop_last=True)
+    loader_args = dict(num_workers=cfg.data.workers, pin_memory=dist.device.type == "cuda",
+                       persistent_workers=False)
+    train_loader = DataLoader(train_set, per_rank, sampler=sampler, drop_last=True, **loader_args)
+    val_loader = val_loader_for(root, cfg.data.val_split, dist, cfg.train.eval_batch_size, cfg.data.workers)
+    return train_loader, val_loader
+
+
+def val_loader_for(root: Path, split: str, dist: DistInfo, batch_size: int, workers: int) -> DataLoader:
+    val_set = VOCSegmentation(root, split)
+    return DataLoader(val_set, batch_size, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
+                      collate_fn=collate_padded, num_workers=workers, pin_memory=dist.device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_classes: int, amp: str = "none",
+             channels_last: bool = False, flip: bool = False, on_prediction: Callable | None = None,
+             progress: bool = False) -> dict:
+    """Metrics over the whole split at original resolution (inputs padded to a multiple of 32,
+    predictions cropped back). ``on_prediction(index, prediction)`` sees each cropped map."""
+    was_training = model.training
+    model.eval()
+    metrics = SegmentationMetrics(num_classes, device=device)
+    dtype = autocast_dtype(amp, device)
+    for images, masks, indices, sizes in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        inputs = to_device(images, device, channels_last)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(inputs).float()
+            if flip:
+                logits = logits + model(inputs.flip(-1)).float().flip(-1)
+        prediction = logits.argmax(1)
+        metrics.update(prediction, masks.to(device))  # padding is 255 in masks: ignored
+        if on_prediction is not None:
+            for index, pred, (height, width) in zip(indices.tolist(), prediction, sizes.tolist()):
+                on_prediction(index, pred[:height, :width])
+    model.train(was_training)
+    return metrics.compute()
+
+
+def prediction_writer(dataset: VOCSegmentation, folder: str | Path) -> Callable:
+    """Writes each prediction as ``<id>.png`` with the VOC palette."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(index: int, prediction: torch.Tensor) -> None:
+        save_mask(prediction.cpu().numpy().astype(np.uint8), folder / f"{dataset.ids[index]}.png")
+
+    return write
+
+
+def prepare_model(model: nn.Module, cfg: SegConfig, dist: DistInfo) -> tuple[nn.Module, nn.Module]:
+    """(bare model on device, the model the step calls: SyncBN + DDP + compile as configured)."""
+    cuda = dist.device.type == "cuda"
+    if cuda and dist.distributed and cfg.train.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(dist.device)
+    if cuda and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_model = model
+    if dist.distributed:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if cuda else None)
+    if cfg.train.compile:
+        train_model = torch.compile(train_model)
+    return model, train_model
+
+
+def total_steps(cfg: SegConfig, steps_per_epoch: int) -> int:
+    epochs, iters = cfg.schedule.epochs, cfg.schedule.iters
+    if (epochs is None) == (iters is None):
+        raise ValueError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters)")
+    return iters if iters is not None else epochs * steps_per_epoch
+
+
+def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
+    """Train and evaluate one segmenter; writes the run folder (see README). Returns final metrics."""
+    run_dir = Path(run_dir)
+    seed_everything(cfg.train.seed)
+    root = data_root(cfg, dist)
+    train_loader, val_loader = build_loaders(cfg, dist, root)
+    if not resume and (run_dir / "checkpoints" / "last.state.pt").exists():
+        raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
+    # On resume the checkpoint supplies every weight: the pretrained file is not needed again.
+    model = build_segmenter(cfg.model.encoder, classes=cfg.model.classes, in_channels=cfg.model.in_channels,
+                            encoder_weights=None if resume else cfg.model.encoder_weights,
+                            weights_dir=cfg.model.weights_dir)
+    report = model.encoder_weights_report
+    if report is not None:  # every number stays traceable to the weights it started from
+        cfg.provenance["encoder_weights"] = {"path": report.path, "sha256": report.sha256, "metadata": report.metadata}
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_config(cfg, run_dir / "config.yaml")
+    model, train_model = prepare_model(model, cfg, dist)
+    optimizer = sgd(model, cfg.optim)
+    steps = total_steps(cfg, len(train_loader))
+    scheduler = poly_schedule(optimizer, steps, cfg.schedule)
+    channels_last = dist.device.type == "cuda" and cfg.train.channels_last
+
+    def prepare_batch(batch):
+        images, masks, _ = batch
+        return to_device(images, dist.device, channels_last), masks.to(dist.device, non_blocking=True).long()
+
+    def loss_fn(logits, target):
+        return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+
+    def run_eval(bare_model):
+        return evaluate(bare_model, val_loader, dist.device, cfg.model.classes, cfg.train.amp, channels_last,
+                        cfg.train.eval_flip, progress=dist.is_main and cfg.train.log_mode == "bar")
+
+    trainer = Trainer(
+        model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, train_loader=train_loader,
+        prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval, run_dir=run_dir, dist=dist,
+        total_steps=steps, amp=cfg.train.amp, eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
+        log_mode=cfg.train.log_mode, primary_metric="miou",
+        metadata={"encoder": cfg.model.encoder, "classes": cfg.model.classes, "in_channels": cfg.model.in_channels,
+                  "task": "segmentation"},
+    )
+    if resume and not trainer.resume():
+        raise FileNotFoundError(f"--resume {run_dir}: no checkpoints/last.state.pt to resume from")
+    final = trainer.fit()
+    if dist.is_main:
+        summary = dict(final, encoder=cfg.model.encoder, epochs=trainer.progress.epoch, steps=trainer.progress.step,
+                       best_miou=trainer.progress.best_metric, best_epoch=trainer.progress.best_epoch,
+                       train_images_per_s=float(np.median(trainer.throughput)) if trainer.throughput else None,
+                       split=cfg.data.val_split)
+        ckpt.write_json(run_dir / "metrics.json", summary)
+    return final

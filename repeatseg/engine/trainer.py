@@ -1,0 +1,217 @@
+"""The one training loop (segmentation now, classification later): AMP, DDP, checkpoints, resume.
+
+``Trainer.fit`` runs epochs until the iteration budget is spent. After every epoch it evaluates
+(every ``eval_every`` epochs and at the end), writes ``checkpoints/last.*`` and, when the primary
+metric improves, ``checkpoints/best.safetensors``. Resuming reloads ``last`` and continues with
+the same data order and augmentation (both are seeded by epoch), so on CPU a resumed run ends with
+the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .distributed import DistInfo, broadcast_flag, mean_over_ranks
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps completed
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    history: list = field(default_factory=list)  # per-epoch evaluation records
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32. AMP is a CUDA feature here; CPU runs in fp32."""
+    if device.type != "cuda" or amp == "none":
+        return None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Args:
+        model: the bare model (its state_dict is what checkpoints hold).
+        train_model: what the step calls (DDP- and/or compile-wrapped ``model``).
+        prepare_batch: batch from the loader -> (inputs, targets) on the device.
+        evaluate: model -> metrics dict (reduced over ranks); ``primary_metric`` picks "best".
+        total_steps: the schedule's length in optimiser steps.
+        metadata: stored in every weights file (encoder name, classes, ...).
+    """
+
+    def __init__(
+        self, *, model: nn.Module, train_model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+        train_loader, prepare_batch: Callable, loss_fn: Callable, evaluate: Callable[[nn.Module], dict],
+        run_dir: str | Path, dist: DistInfo, total_steps: int, amp: str = "none", eval_every: int = 1,
+        log_every: int = 20, log_mode: str = "bar", primary_metric: str = "miou", metadata: dict | None = None,
+    ):
+        self.model, self.train_model = model, train_model
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.train_loader, self.prepare_batch, self.loss_fn, self.evaluate = train_loader, prepare_batch, loss_fn, evaluate
+        self.run_dir, self.dist = Path(run_dir), dist
+        self.total_steps, self.eval_every, self.log_every, self.log_mode = total_steps, eval_every, log_every, log_mode
+        self.primary_metric, self.metadata = primary_metric, dict(metadata or {})
+        self.amp_dtype = autocast_dtype(amp, dist.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.progress = Progress()
+        self.steps_per_epoch = len(train_loader)
+        self.total_epochs = math.ceil(total_steps / self.steps_per_epoch)
+        self.throughput: list[float] = []
+
+    # ----------------------------------------------------------------------------- files
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def log(self, record: dict) -> None:
+        if self.dist.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a") as out:
+                out.write(json.dumps(record) + "\n")
+
+    def say(self, text: str) -> None:
+        if self.dist.is_main and self.log_mode != "quiet":
+            tqdm.write(text, file=sys.stderr)
+
+    def save(self, best: bool) -> None:
+        if not self.dist.is_main:
+            return
+        meta = dict(self.metadata, epoch=self.progress.epoch, step=self.progress.step)
+        state_dict = self.model.state_dict()
+        ckpt.save_weights(self.checkpoint_dir / "last.safetensors", state_dict, meta)
+        if best:
+            ckpt.save_weights(self.checkpoint_dir / "best.safetensors", state_dict, meta)
+        ckpt.save_state(self.checkpoint_dir / "last.state.pt", {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "progress": vars(self.progress),
+            "rng": torch.get_rng_state(),
+        })
+
+    def resume(self) -> bool:
+        """Load ``last`` if the run folder has one; returns whether it did."""
+        state_path = self.checkpoint_dir / "last.state.pt"
+        if not state_path.is_file():
+            return False
+        self.model.load_state_dict(ckpt.load_weights(self.checkpoint_dir / "last.safetensors"))
+        state = ckpt.load_state(state_path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["rng"])
+        self.say(f"resumed from {self.checkpoint_dir} after epoch {self.progress.epoch} "
+                 f"(step {self.progress.step}/{self.total_steps})")
+        return True
+
+    # ----------------------------------------------------------------------------- loop
+    def fit(self) -> dict:
+        """Train to the end of the schedule; returns the final evaluation."""
+        final: dict = self.progress.history[-1]["val"] if self.progress.history else {}
+        while self.progress.step < self.total_steps:
+            epoch = self.progress.epoch
+            self.train_one_epoch(epoch)
+            self.progress.epoch += 1
+            done = self.progress.step >= self.total_steps
+            improved = False
+            if done or self.progress.epoch % self.eval_every == 0:
+                final = self.evaluate(self.model)
+                record = {"epoch": self.progress.epoch, "step": self.progress.step,
+                          "val": {k: v for k, v in final.items() if k != "confusion_matrix"}}
+                self.progress.history.append(record)
+                self.log(record)
+                score = final[self.primary_metric]
+                improved = score > self.progress.best_metric
+                if improved:
+                    self.progress.best_metric, self.progress.best_epoch = score, self.progress.epoch
+                self.say(f"epoch {self.progress.epoch}/{self.total_epochs}: {self.primary_metric} "
+                         f"{100 * score:.2f} (best {100 * self.progress.best_metric:.2f} at epoch {self.progress.best_epoch})")
+            self.save(best=improved)
+        return final
+
+    def train_one_epoch(self, epoch: int) -> None:
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        dataset = self.train_loader.dataset
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        self.train_model.train()
+        steps = min(self.steps_per_epoch, self.total_steps - self.progress.step)
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.total_epochs}", unit="it", dynamic_ncols=True,
+                   disable=not self.dist.is_main or self.log_mode != "bar", file=sys.stderr)
+        window = {"loss": 0.0, "steps": 0, "images": 0, "wait": 0.0, "start": time.perf_counter()}
+        iterator = iter(self.train_loader)
+        for _ in range(steps):
+            fetch_start = time.perf_counter()
+            batch = next(iterator)
+            window["wait"] += time.perf_counter() - fetch_start
+            inputs, targets = self.prepare_batch(batch)
+            loss = self.step(inputs, targets)
+            window["loss"] += loss
+            window["steps"] += 1
+            window["images"] += inputs.shape[0] * self.dist.world_size
+            bar.update()
+            if window["steps"] == self.log_every or self.progress.step == self.total_steps or bar.n == steps:
+                self._log_window(window, epoch, bar)
+                window = {"loss": 0.0, "steps": 0, "images": 0, "wait": 0.0, "start": time.perf_counter()}
+        bar.close()
+
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+        with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            loss = self.loss_fn(self.train_model(inputs), targets)
+        loss_value = float(loss.detach())
+        if broadcast_flag(not math.isfinite(loss_value), self.dist.device):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss_value}) at step {self.progress.step + 1} (epoch {self.progress.epoch + 1}); "
+                f"stopped. The last good checkpoint in {self.checkpoint_dir} is intact: lower the lr, "
+                "add warmup, or try --amp bf16 instead of fp16."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.progress.step += 1
+        self.scheduler.step_update(self.progress.step)
+        return loss_value
+
+    def _log_window(self, window: dict, epoch: int, bar) -> None:
+        elapsed = time.perf_counter() - window["start"]
+        loss = mean_over_ranks(window["loss"] / window["steps"], self.dist.device)
+        record = {
+            "epoch": epoch + 1, "step": self.progress.step, "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_s": window["images"] / elapsed, "data_wait_share": window["wait"] / elapsed,
+        }
+        self.throughput.append(record["images_per_s"])
+        self.log(record)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{record['images_per_s']:.1f}")
+        if self.log_mode == "plain" and self.dist.is_main:
+            print(f"epoch {epoch + 1} step {self.progress.step}/{self.total_steps} loss {loss:.4f} "
+                  f"lr {record['lr']:.3e} {record['images_per_s']:.1f} img/s "
+                  f"data wait {100 * record['data_wait_share']:.0f}%", flush=True)

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+import repeatseg
+from repeatseg.engine.optim import param_groups, poly_schedule
+from repeatseg.config import ScheduleConfig
+
+
+def _groups(model, no_decay, mult=1.0):
+    groups = param_groups(model, lr=0.1, weight_decay=1e-4, no_decay=no_decay, encoder_lr_mult=mult)
+    return {g["name"]: g for g in groups}
+
+
+def test_no_decay_for_norm_bias_scores_and_transform_scalars_by_default():
+    model = repeatseg.build_segmenter("repeat_r18_s2_b8", classes=3)
+    groups = _groups(model, ["norm", "bias", "scores", "transform"], mult=0.5)
+    no_decay = {id(p) for g in groups.values() if g["weight_decay"] == 0 for p in g["params"]}
+    swish = model.encoder.layer1[0].conv1.transform
+    assert id(swish.b1) in no_decay and id(swish.b2) in no_decay
+    assert id(model.encoder.bn1.weight) in no_decay and id(model.segmentation_head[0].bias) in no_decay
+    assert id(model.encoder.layer1[0].conv1.parent) not in no_decay
+    assert groups["encoder_decay"]["lr"] == pytest.approx(0.05) and groups["head_decay"]["lr"] == pytest.approx(0.1)
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+
+
+def test_authors_setting_decays_everything():
+    model = repeatseg.build_segmenter("repeat_r18_f2_b8", classes=3)
+    groups = _groups(model, [])
+    assert all(g["weight_decay"] == 1e-4 for g in groups.values())
+    with pytest.raises(ValueError, match="unknown kinds"):
+        _groups(model, ["norms"])
+
+
+def test_poly_schedule_with_warmup_per_iteration():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    schedule = poly_schedule(optimizer, 100, ScheduleConfig(iters=100, power=0.9, warmup_iters=10, warmup_lr_init=0.0))
+    lrs = []
+    for step in range(101):
+        schedule.step_update(step)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.005)
+    assert lrs[50] == pytest.approx(0.01 * (1 - 50 / 100) ** 0.9) and lrs[100] == 0.0
+
+
+def test_names_outside_the_grid_parse_and_register():
+    variant = repeatseg.get_variant("repeat_r34_s4_b16")
+    assert (variant.arch, variant.width, variant.transform, variant.base_width) == ("resnet34", 4, "swish", 16)
+    model = repeatseg.build_segmenter("repeat_r34_s4_b16", classes=2)
+    assert model.encoder.out_channels == [3, 16, 16, 32, 64, 128]

@@ -1,0 +1,195 @@
+"""Segmentation training end to end on the synthetic VOC set: learning, resume, DDP, failures, eval."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from repeatseg.config import SegConfig, load_config
+from repeatseg.data.synthetic import make_synthetic_voc
+from repeatseg.engine import checkpoint as ckpt
+from repeatseg.engine import seg
+from repeatseg.engine.distributed import setup
+from repeatseg.engine.seg import train_segmentation
+from repeatseg.engine.trainer import NonFiniteLossError, Trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSES = (1, 7, 13)  # ellipse/stripes, diamond/checker, triangle/dots: distinct shape, texture, hue
+ENCODER = "repeat_r18_f2_b8"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_voc(root, num_train=32, num_val=8, seed=0, min_size=64, max_size=96, classes=CLASSES)
+    return root
+
+
+def config(data_root, output, *sets):
+    base = [f"data.root={data_root}", "data.dataset=voc", f"model.encoder={ENCODER}", "data.crop_size=64",
+            "data.workers=0", "train.batch_size=8", "train.device=cpu", "train.log_mode=quiet",
+            "train.eval_batch_size=4", "optim.lr=0.05", "schedule.epochs=3", f"output={output}"]
+    return load_config(SegConfig, sets=[*base, *sets])
+
+
+def test_tiny_training_learns_well_above_chance(data_root, tmp_path):
+    cfg = config(data_root, tmp_path / "run", "schedule.epochs=12", "train.eval_every=12")
+    metrics = train_segmentation(cfg, tmp_path / "run", setup("cpu"))
+    # Chance: everything background gives IoU(bg) ~0.7 and 0 for the 3 object classes, mIoU ~0.18.
+    assert metrics["miou"] > 0.35, metrics["per_class_iou"]
+    files = {p.name for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert {"config.yaml", "metrics.jsonl", "metrics.json", "last.safetensors", "best.safetensors",
+            "last.state.pt"} <= files
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "lr", "images_per_s", "data_wait_share"} <= set(records[0])
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["miou"] == metrics["miou"] and 0 <= summary["pixel_acc"] <= 1
+
+
+def test_resume_matches_uninterrupted_run(data_root, tmp_path, monkeypatch):
+    train_segmentation(config(data_root, tmp_path / "full"), tmp_path / "full", setup("cpu"))
+
+    original = Trainer.train_one_epoch
+
+    def killed_in_epoch_three(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt  # as if the job were killed mid-epoch
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", killed_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmentation(config(data_root, tmp_path / "cut"), tmp_path / "cut", setup("cpu"))
+    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    assert ckpt.load_weights(tmp_path / "cut/checkpoints/last.safetensors")  # epoch 2 survived
+    train_segmentation(load_config(SegConfig, [tmp_path / "cut/config.yaml"]), tmp_path / "cut", setup("cpu"),
+                       resume=True)
+
+    full = ckpt.load_weights(tmp_path / "full/checkpoints/last.safetensors")
+    resumed = ckpt.load_weights(tmp_path / "cut/checkpoints/last.safetensors")
+    assert full.keys() == resumed.keys()
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_root, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    original = Trainer.train_one_epoch
+
+    def stop_after_one(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmentation(config(data_root, run), run, setup("cpu"))
+    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    before = (run / "checkpoints/last.safetensors").read_bytes()
+    calls = []
+
+    def loss_turning_nan(logits, target, **kwargs):
+        calls.append(1)
+        loss = torch.nn.functional.mse_loss(logits, logits.detach())
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(seg.F, "cross_entropy", loss_turning_nan)
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        train_segmentation(config(data_root, run), run, setup("cpu"), resume=True)
+    assert (run / "checkpoints/last.safetensors").read_bytes() == before
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "last.safetensors"
+    ckpt.save_weights(path, {"w": torch.ones(3)})
+
+    def crash(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_weights(path, {"w": torch.zeros(3)})
+    assert torch.equal(ckpt.load_weights(path)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]  # no temp file left behind
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def cli(capsys):
+    """Run a tool's main() in this process: (returncode, stdout, stderr)."""
+
+    def run(*args, tool="train_seg"):
+        module = _tool(tool)
+        code = module.main(module.get_args_parser().parse_args([str(a) for a in args]))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+CLI_ARGS = ["--encoder", ENCODER, "--dataset", "voc", "--crop-size", "64", "--batch-size", "8", "--workers", "0",
+            "--device", "cpu", "--log-mode", "plain", "--set", "train.eval_batch_size=4"]
+
+
+def test_eval_seg_reproduces_training_metrics_and_writes_predictions(data_root, tmp_path, cli):
+    run = tmp_path / "run"
+    code, out, err = cli("--data-root", data_root, "--output", run, "--epochs", "1", *CLI_ARGS)
+    assert code == 0, err
+    assert "miou" in out and "background" in out
+    final = json.loads((run / "metrics.json").read_text())
+    code, out, err = cli("--checkpoint", run, "--data-root", data_root, "--output", tmp_path / "eval",
+                         "--save-predictions", tmp_path / "pred", "--device", "cpu", tool="eval_seg")
+    assert code == 0, err
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["miou"] == pytest.approx(final["miou"], abs=1e-6)
+    predictions = sorted((tmp_path / "pred").glob("*.png"))
+    assert len(predictions) == 8
+    voc = data_root / "VOCdevkit" / "VOC2012"
+    first = Image.open(predictions[0])
+    assert first.mode == "P" and first.size == Image.open(voc / "JPEGImages" / f"{predictions[0].stem}.jpg").size
+    assert set(np.unique(np.array(first))) <= set(range(21))
+    code, out, _ = cli("--checkpoint", run / "checkpoints" / "last.safetensors", "--data-root", data_root, "--flip",
+                       "--device", "cpu", tool="eval_seg")
+    assert code == 0 and "miou" in out
+    code, _, err = cli("--data-root", data_root, "--output", run, "--epochs", "1", *CLI_ARGS)
+    assert code == 2 and "--resume" in err  # an existing run is never overwritten
+
+
+def test_cli_errors_name_the_problem(data_root, tmp_path, cli):
+    code, _, err = cli("--data-root", data_root, "--output", tmp_path / "a", "--epochs", "1", "--set", "optim.lrr=1")
+    assert code == 2 and "optim.lrr" in err
+    code, _, err = cli("--data-root", tmp_path, "--output", tmp_path / "b", "--epochs", "1", *CLI_ARGS)
+    assert code == 2 and "JPEGImages/<id>.jpg" in err
+    code, _, err = cli("--data-root", data_root, "--output", tmp_path / "c", *CLI_ARGS)
+    assert code == 2 and "--epochs" in err
+    code, _, err = cli("--checkpoint", tmp_path / "missing", tool="eval_seg")
+    assert code == 2 and "missing" in err
+
+
+def test_two_process_gloo_ddp_run(data_root, tmp_path):
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(ROOT / "tools" / "train_seg.py"), "--data-root", str(data_root), "--output", str(run),
+         "--iters", "6", *CLI_ARGS, "--set", "train.log_every=2"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # one writer: no duplicated records
+    assert records[0]["images_per_s"] > 0
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["steps"] == 6 and 0 <= summary["miou"] <= 1

@@ -1,0 +1,33 @@
+"""Scan a VOC-layout split and list every problem at once (missing or unreadable files, size
+mismatches, mask values outside 0..20 and 255). Exit status 1 if any.
+
+    python tools/check_data.py --data-root ~/data --split train_aug
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from repeatseg.data import check_split
+
+
+def main(args: argparse.Namespace) -> int:
+    status = 0
+    for split in args.split:
+        problems = check_split(args.data_root, split)
+        if problems:
+            status = 1
+            print(f"{split}: {len(problems)} problem(s)")
+            for problem in problems:
+                print(f"  {problem}")
+        else:
+            print(f"{split}: ok")
+    return status
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, help="folder holding VOCdevkit (or VOCdevkit, or VOC2012)")
+    parser.add_argument("--split", nargs="+", default=["train", "val"], help="split name(s)")
+    sys.exit(main(parser.parse_args()))

@@ -1,0 +1,29 @@
+"""Convert SBD (benchmark_RELEASE) into VOC's SegmentationClassAug + train_aug.txt (no VOC val id included).
+
+    python tools/convert_sbd.py --sbd-root ~/data/benchmark_RELEASE --data-root ~/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from repeatseg.data import DataError
+from repeatseg.data.sbd import convert_sbd
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        ids = convert_sbd(args.sbd_root, args.data_root, progress=True)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"train_aug: {len(ids)} ids (the standard set has 10,582)")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sbd-root", required=True, help="benchmark_RELEASE folder (or its dataset/ folder)")
+    parser.add_argument("--data-root", required=True, help="folder holding VOCdevkit (or VOCdevkit, or VOC2012)")
+    sys.exit(main(parser.parse_args()))

@@ -1,0 +1,101 @@
+"""Evaluate a trained segmenter on a VOC-layout split: mIoU (whole-split confusion matrix), pixel
+accuracy, mean class accuracy, per-class IoU; optional palette PNG predictions.
+
+    python tools/eval_seg.py --checkpoint runs/f4 --data-root ~/data --output runs/f4/eval
+    python tools/eval_seg.py --checkpoint runs/f4/checkpoints/best.safetensors --data-root ~/data \\
+        --save-predictions runs/f4/pred --flip
+    torchrun --nproc_per_node=8 tools/eval_seg.py --checkpoint runs/f4 --data-root ~/data
+
+--checkpoint takes a run folder (its best checkpoint, else last, and its config supply the
+model) or a weights file (its metadata names the encoder; --encoder overrides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import repeatseg
+from repeatseg.config import ConfigError, SegConfig, load_config
+from repeatseg.data import DataError
+from repeatseg.engine import checkpoint as ckpt
+from repeatseg.engine import distributed
+from repeatseg.engine.seg import evaluate, prediction_writer, val_loader_for
+from repeatseg.metrics import format_table
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="run folder or .safetensors weights file")
+    parser.add_argument("--data-root", help="folder holding VOCdevkit (default: the run's data root)")
+    parser.add_argument("--split", default=None, help="split to evaluate (default: the run's val split)")
+    parser.add_argument("--output", help="folder for metrics.json (default: print only)")
+    parser.add_argument("--save-predictions", metavar="DIR", help="write one palette PNG per image id")
+    parser.add_argument("--flip", action="store_true", help="add horizontal-flip test-time augmentation")
+    parser.add_argument("--encoder", help="encoder name, when the weights file's metadata lacks it")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per batch and process")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None)
+    return parser
+
+
+def resolve_checkpoint(path: Path) -> tuple[Path, SegConfig | None]:
+    """(weights file, the run's config if there is one)."""
+    if path.is_dir():
+        for name in ("best.safetensors", "last.safetensors"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name, load_config(SegConfig, [path / "config.yaml"])
+        raise FileNotFoundError(f"no checkpoints/best.safetensors or last.safetensors in {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    run_config = path.parent.parent / "config.yaml"
+    return path, load_config(SegConfig, [run_config]) if run_config.is_file() else None
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        weights, cfg = resolve_checkpoint(Path(args.checkpoint))
+        cfg = cfg or SegConfig()
+        tensors, metadata = repeatseg.weights.read_checkpoint(weights)
+        encoder = args.encoder or metadata.get("encoder") or (cfg.model.encoder if cfg.output else None)
+        if not encoder:
+            raise ConfigError(f"{weights} does not name its encoder: pass --encoder")
+        classes = int(metadata.get("classes", cfg.model.classes))
+        root = args.data_root or cfg.data.root
+        if not root:
+            raise ConfigError("no data root: pass --data-root")
+        dist = distributed.setup(args.device or cfg.train.device)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        model = repeatseg.build_segmenter(encoder, classes=classes, in_channels=int(metadata.get("in_channels", 3)))
+        model.load_state_dict(tensors)
+        model.to(dist.device)
+        loader = val_loader_for(Path(root), args.split or cfg.data.val_split, dist,
+                                args.batch_size or cfg.train.eval_batch_size,
+                                cfg.data.workers if args.workers is None else args.workers)
+        writer = prediction_writer(loader.dataset, args.save_predictions) if args.save_predictions else None
+        metrics = evaluate(model, loader, dist.device, classes, args.amp or cfg.train.amp,
+                           channels_last=False, flip=args.flip, on_prediction=writer, progress=dist.is_main)
+    except (DataError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.cleanup()
+    if dist.is_main:
+        summary = dict(metrics, encoder=encoder, checkpoint=str(weights), split=loader.dataset.split,
+                       images=len(loader.dataset), flip=args.flip)
+        if args.output:
+            ckpt.write_json(Path(args.output) / "metrics.json", summary)
+        print(format_table(metrics))
+        if not args.output:
+            print(json.dumps({k: summary[k] for k in ("miou", "pixel_acc", "mean_class_acc")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
