@@ -15,6 +15,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 install: $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check repeatseg tools tests
 	$(PY) -m pytest -q
 
 # Synthetic VOC (generated into demo_data/ if absent), a small f-RepeatNet 4x trained and

@@ -46,7 +46,9 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    name: str = "sgd"  # any timm optimizer name (timm.optim.create_optimizer_v2)
     lr: float = 0.01
+    lr_base_batch: int | None = None  # if set, lr is for this total batch and scales linearly
     momentum: float = 0.9
     weight_decay: float = 1e-4
     encoder_lr_mult: float = 1.0
@@ -57,9 +59,15 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
+    """Length and shape of the lr schedule; every schedule is stepped per iteration (timm's factory)."""
+
     epochs: int | None = None  # give exactly one of epochs and iters
     iters: int | None = None
-    power: float = 0.9  # poly decay per iteration
+    name: Literal["poly", "cosine", "multistep"] = "poly"
+    power: float = 0.9  # poly
+    milestones: list[int] = field(default_factory=lambda: [30, 60])  # multistep, in epochs
+    decay_rate: float = 0.1  # multistep
+    min_lr: float = 0.0
     warmup_iters: int = 0
     warmup_lr_init: float = 1e-5
 
@@ -89,6 +97,44 @@ class SegConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     output: str | None = None
     provenance: dict = field(default_factory=dict)  # written by the run (weights path, sha256)
+
+
+@dataclass
+class ClsModelConfig:
+    name: str = "repeat_resnet18_f4"  # a timm model name
+    num_classes: int = 1000
+    drop_rate: float = 0.0
+
+
+@dataclass
+class ClsDataConfig:
+    root: str | None = None  # holds train/<wnid>/ and val/<wnid>/
+    train_split: str = "train"
+    val_split: str = "val"
+    val_labels: str | None = None  # for a flat val folder: '<file> <wnid>' lines
+    image_size: int = 224
+    crop_pct: float = 0.875  # eval resize = image_size / crop_pct (256 for 224)
+    scale: tuple[float, float] = (0.08, 1.0)
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+    workers: int = 8
+
+
+@dataclass
+class ClsTrainConfig(TrainConfig):
+    label_smoothing: float = 0.0
+    eval_batch_size: int = 256
+
+
+@dataclass
+class ClsConfig:
+    model: ClsModelConfig = field(default_factory=ClsModelConfig)
+    data: ClsDataConfig = field(default_factory=ClsDataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.1, lr_base_batch=256))
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(name="multistep"))
+    train: ClsTrainConfig = field(default_factory=ClsTrainConfig)
+    output: str | None = None
+    provenance: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,8 +231,12 @@ def load_config(
     overrides: list[dict] = (),
     sets: list[str] = (),
 ) -> Any:
-    """Defaults < YAML files (in order) < ``overrides`` dicts (e.g. CLI flags) < ``--set`` strings."""
-    values: dict = {}
+    """Defaults < YAML files (in order) < ``overrides`` dicts (e.g. CLI flags) < ``--set`` strings.
+
+    Starting from the full default instance keeps a config class's own defaults for a section
+    (ClsConfig's optim lr 0.1) when a file sets only part of that section.
+    """
+    values: dict = to_dict(cls())
     for path in files:
         path = Path(path)
         if not path.is_file():

@@ -167,3 +167,36 @@ def load_encoder_weights(
         raise ValueError(f"{path} does not match {encoder_name} (pass strict=False to load anyway)\n{report}")
     encoder.load_state_dict({k: v for k, v in tensors.items() if k in own}, strict=False)
     return report
+
+
+def export_encoder(source: str | Path, output: str | Path, which: str = "best") -> dict:
+    """Write a classification run's encoder (head dropped) as safetensors with metadata naming the
+    smp encoder it fits, the variant, epochs and top-1; returns the metadata.
+
+    ``source`` is a ``train_cls.py`` run folder (its ``which`` checkpoint: best or last) or a
+    checkpoint file inside one. ``build_segmenter`` refuses the file for any other encoder.
+    """
+    import json
+
+    from .engine.checkpoint import save_weights
+    from .variants import get_variant
+
+    source = Path(source)
+    path = source / "checkpoints" / f"{which}.safetensors" if source.is_dir() else source
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    tensors, metadata = read_checkpoint(path)
+    if metadata.get("task") != "classification" or "model" not in metadata:
+        raise ValueError(f"{path} is not a train_cls.py checkpoint (its metadata has no classification model)")
+    variant = get_variant(metadata["model"])
+    run_dir = path.parent.parent
+    summary = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    top1 = summary.get("best_top1" if path.stem == "best" else "top1")
+    exported = {
+        "encoder": variant.name, "model": variant.timm_name, "arch": variant.arch, "width": str(variant.width),
+        "transform": variant.transform or "dense", "base_width": str(variant.base_width),
+        "epochs": metadata.get("epoch", ""), "top1": "" if top1 is None else f"{top1:.6f}",
+        "source": str(path), "source_sha256": sha256_of(path),
+    }
+    save_weights(output, {k: v for k, v in tensors.items() if not k.startswith(_DROPPED_BY_ENCODER)}, exported)
+    return exported

@@ -41,5 +41,18 @@ def test_saved_config_loads_back_identically(tmp_path):
 def test_shipped_configs_are_valid():
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parents[1].glob("configs/seg/*.yaml")):
+    from repeatseg.config import ClsConfig
+
+    configs = Path(__file__).parents[1] / "configs"
+    for path in sorted(configs.glob("seg/*.yaml")):
         load_config(SegConfig, [path])
+    for path in sorted(configs.glob("cls/*.yaml")):
+        load_config(ClsConfig, [path])
+    assert len(list(configs.glob("*/*.yaml"))) >= 5
+
+
+def test_a_partial_section_keeps_the_config_class_defaults():
+    from repeatseg.config import ClsConfig
+
+    cfg = load_config(ClsConfig, sets=["optim.momentum=0.8"])
+    assert cfg.optim.lr == 0.1 and cfg.optim.lr_base_batch == 256 and cfg.schedule.name == "multistep"

@@ -2,9 +2,9 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 from safetensors.torch import load_file, save_file
+from tiny import tiny
 
 import repeatseg
-from tiny import tiny
 
 
 def test_build_segmenter_is_smp_unet_with_the_fixed_decoder():

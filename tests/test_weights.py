@@ -5,10 +5,10 @@ import timm
 import torch
 import torchvision
 from safetensors.torch import save_file
+from tiny import tiny
 
 import repeatseg
 from repeatseg.weights import WEIGHTS_ENV, resolve_weights
-from tiny import tiny
 
 
 def _features(model, x):

@@ -63,6 +63,31 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(0.6 * smooth + 40 + rng.normal(0, 12, size=(height, width, 3)), 0, 255)
 
 
+def draw_object(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, label: int,
+                size_range: tuple[float, float] = (0.12, 0.4), centred: bool = False) -> None:
+    """Paint one object of class ``label`` (1..20) into ``image`` and ``mask`` in place."""
+    height, width = mask.shape
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    shape, texture, hue = class_style(label)
+    size = rng.uniform(*size_range) * min(height, width)
+    if centred:
+        cy, cx = rng.uniform(0.4, 0.6) * height, rng.uniform(0.4, 0.6) * width
+    else:
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+    angle = rng.uniform(0, np.pi)
+    u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+    region = _shape_mask(shape, u, v, size, rng.uniform(0.6, 1.0))
+    if region.sum() < 16:
+        return
+    pattern = _texture(texture, u, v, period=rng.uniform(4, 9))
+    primary = _rgb(hue + rng.uniform(-0.06, 0.06), rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0))
+    secondary = primary * rng.uniform(0.2, 0.5)
+    fill = np.where(pattern[..., None], primary, secondary) + rng.normal(0, 8, size=(height, width, 3))
+    image[region] = fill[region]
+    mask[region] = label
+
+
 def make_sample(seed: int, index: int, min_size: int = 160, max_size: int = 256, max_objects: int = 4,
                 void_band: int = 3, classes: tuple[int, ...] = tuple(range(1, 21))) -> tuple[np.ndarray, np.ndarray]:
     """Image (H, W, 3) uint8 and mask (H, W) uint8 of sample ``index``; objects drawn from ``classes``."""
@@ -70,29 +95,21 @@ def make_sample(seed: int, index: int, min_size: int = 160, max_size: int = 256,
     height, width = (int(s) for s in rng.integers(min_size, max_size + 1, size=2))
     image = _background(rng, height, width)
     mask = np.zeros((height, width), dtype=np.uint8)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     for _ in range(int(rng.integers(1, max_objects + 1))):
-        label = int(classes[rng.integers(len(classes))])
-        shape, texture, hue = class_style(label)
-        size = rng.uniform(0.12, 0.4) * min(height, width)
-        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-        angle = rng.uniform(0, np.pi)
-        u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
-        v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
-        region = _shape_mask(shape, u, v, size, rng.uniform(0.6, 1.0))
-        if region.sum() < 16:
-            continue
-        pattern = _texture(texture, u, v, period=rng.uniform(4, 9))
-        primary = _rgb(hue + rng.uniform(-0.06, 0.06), rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0))
-        secondary = primary * rng.uniform(0.2, 0.5)
-        fill = np.where(pattern[..., None], primary, secondary) + rng.normal(0, 8, size=(height, width, 3))
-        image[region] = fill[region]
-        mask[region] = label
+        draw_object(image, mask, rng, int(classes[rng.integers(len(classes))]))
     if void_band:
         size = 2 * void_band - 1
         border = ndimage.grey_dilation(mask, size=size) != ndimage.grey_erosion(mask, size=size)
         mask[border] = IGNORE_INDEX
     return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def make_class_image(seed: int, index: int, label: int, size: int = 96) -> np.ndarray:
+    """One centred object of class ``label`` on a textured background (the classification set)."""
+    rng = np.random.default_rng([seed, index, label])
+    image = _background(rng, size, size)
+    draw_object(image, np.zeros((size, size), np.uint8), rng, label, size_range=(0.25, 0.45), centred=True)
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def make_synthetic_voc(output: str | Path, num_train: int = 200, num_val: int = 50, seed: int = 0,
@@ -121,3 +138,25 @@ def make_synthetic_voc(output: str | Path, num_train: int = 200, num_val: int = 
     for split, names in lists.items():
         (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
     return voc
+
+
+def make_synthetic_imagenet(output: str | Path, num_classes: int = 10, per_class: int = 50, val_per_class: int = 10,
+                            seed: int = 0, size: int = 96, progress: bool = False) -> Path:
+    """Write an ImageFolder set (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``) of ``num_classes``
+    textured-shape classes (the segmentation classes 1..20); returns ``output``."""
+    if not 1 <= num_classes <= 20:
+        raise ValueError(f"num_classes must be in 1..20, got {num_classes}")
+    output = Path(output)
+    jobs = [(split, label, i) for split, count in (("train", per_class), ("val", val_per_class))
+            for label in range(1, num_classes + 1) for i in range(count)]
+    if progress:
+        from tqdm import tqdm
+
+        jobs = tqdm(jobs, desc="synthetic ImageFolder", unit="img")
+    for split, label, i in jobs:
+        folder = output / split / f"n{label:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        index = i if split == "train" else per_class + i  # val images are never train images
+        image = make_class_image(seed, index, label, size)
+        Image.fromarray(image).save(folder / f"{split}_{label:02d}_{i:05d}.JPEG", quality=92)
+    return output

@@ -1,9 +1,10 @@
-"""Optimiser parameter groups and the poly schedule (timm's scheduler, stepped per iteration)."""
+"""Optimiser parameter groups (what no library knows: RepeatNet scores and scalars) and timm's factories."""
 
 from __future__ import annotations
 
 import torch
-from timm.scheduler import PolyLRScheduler
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
 from torch import nn
 
 from ..layers import FlipRepeat, SwishRepeat
@@ -54,15 +55,24 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, no_decay: lis
     ]
 
 
-def sgd(model: nn.Module, optim_cfg) -> torch.optim.SGD:
-    groups = param_groups(model, optim_cfg.lr, optim_cfg.weight_decay, optim_cfg.no_decay, optim_cfg.encoder_lr_mult)
-    return torch.optim.SGD(groups, lr=optim_cfg.lr, momentum=optim_cfg.momentum)
+def build_optimizer(model: nn.Module, optim_cfg, batch_size: int) -> torch.optim.Optimizer:
+    """timm's optimizer factory over repeatseg's parameter groups; lr scaled linearly if
+    ``optim.lr_base_batch`` is set (the paper's 0.1 per 256 images)."""
+    lr = optim_cfg.lr * (batch_size / optim_cfg.lr_base_batch if optim_cfg.lr_base_batch else 1.0)
+    groups = param_groups(model, lr, optim_cfg.weight_decay, optim_cfg.no_decay, optim_cfg.encoder_lr_mult)
+    extra = {"momentum": optim_cfg.momentum} if "sgd" in optim_cfg.name or "momentum" in optim_cfg.name else {}
+    return create_optimizer_v2(groups, opt=optim_cfg.name, lr=lr, weight_decay=optim_cfg.weight_decay, **extra)
 
 
-def poly_schedule(optimizer: torch.optim.Optimizer, total_steps: int, schedule_cfg) -> PolyLRScheduler:
-    """lr = base * (1 - step / total) ** power per iteration, after an optional linear warmup."""
-    return PolyLRScheduler(
-        optimizer, t_initial=total_steps, power=schedule_cfg.power, lr_min=0.0,
-        warmup_t=schedule_cfg.warmup_iters, warmup_lr_init=schedule_cfg.warmup_lr_init,
-        t_in_epochs=False,
+def build_scheduler(optimizer: torch.optim.Optimizer, schedule_cfg, total_steps: int, steps_per_epoch: int):
+    """timm's scheduler factory, in iterations: poly (lr * (1 - t/T)^power), cosine, or multistep
+    (x ``decay_rate`` at each epoch in ``milestones``), each after an optional linear warmup.
+    ``Trainer`` calls ``step_update(step)`` after every optimiser step."""
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=schedule_cfg.name, num_epochs=total_steps, updates_per_epoch=1, step_on_epochs=False,
+        decay_rate=schedule_cfg.power if schedule_cfg.name == "poly" else schedule_cfg.decay_rate,
+        # timm decays when t + 1 reaches a milestone; +1 makes the first update of epoch m the first decayed one.
+        decay_milestones=[m * steps_per_epoch + 1 for m in schedule_cfg.milestones], min_lr=schedule_cfg.min_lr,
+        warmup_epochs=schedule_cfg.warmup_iters, warmup_lr=schedule_cfg.warmup_lr_init, warmup_prefix=False,
     )
+    return scheduler

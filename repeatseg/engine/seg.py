@@ -15,13 +15,10 @@ from tqdm import tqdm
 from ..config import SegConfig, save_config
 from ..data import IGNORE_INDEX, VOCSegmentation, collate_padded, save_mask, to_device, train_transform
 from ..data.synthetic import make_synthetic_voc
-from ..data.voc import find_voc_root
 from ..metrics import SegmentationMetrics
 from ..segmenter import build_segmenter
-from . import checkpoint as ckpt
 from .distributed import DistInfo, ShardSampler, barrier
-from .optim import poly_schedule, sgd
-from .trainer import Trainer, autocast_dtype, seed_everything
+from .trainer import autocast_dtype, build_trainer, seed_everything, start_run, uses_channels_last
 
 SYNTHETIC_ROOT = "demo_data"
 
@@ -99,37 +96,13 @@ def prediction_writer(dataset: VOCSegmentation, folder: str | Path) -> Callable:
     return write
 
 
-def prepare_model(model: nn.Module, cfg: SegConfig, dist: DistInfo) -> tuple[nn.Module, nn.Module]:
-    """(bare model on device, the model the step calls: SyncBN + DDP + compile as configured)."""
-    cuda = dist.device.type == "cuda"
-    if cuda and dist.distributed and cfg.train.sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(dist.device)
-    if cuda and cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_model = model
-    if dist.distributed:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if cuda else None)
-    if cfg.train.compile:
-        train_model = torch.compile(train_model)
-    return model, train_model
-
-
-def total_steps(cfg: SegConfig, steps_per_epoch: int) -> int:
-    epochs, iters = cfg.schedule.epochs, cfg.schedule.iters
-    if (epochs is None) == (iters is None):
-        raise ValueError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters)")
-    return iters if iters is not None else epochs * steps_per_epoch
-
-
 def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
     """Train and evaluate one segmenter; writes the run folder (see README). Returns final metrics."""
     run_dir = Path(run_dir)
     seed_everything(cfg.train.seed)
     root = data_root(cfg, dist)
     train_loader, val_loader = build_loaders(cfg, dist, root)
-    if not resume and (run_dir / "checkpoints" / "last.state.pt").exists():
-        raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
+    start_run(run_dir, resume)
     # On resume the checkpoint supplies every weight: the pretrained file is not needed again.
     model = build_segmenter(cfg.model.encoder, classes=cfg.model.classes, in_channels=cfg.model.in_channels,
                             encoder_weights=None if resume else cfg.model.encoder_weights,
@@ -137,15 +110,9 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     report = model.encoder_weights_report
     if report is not None:  # every number stays traceable to the weights it started from
         cfg.provenance["encoder_weights"] = {"path": report.path, "sha256": report.sha256, "metadata": report.metadata}
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            save_config(cfg, run_dir / "config.yaml")
-    model, train_model = prepare_model(model, cfg, dist)
-    optimizer = sgd(model, cfg.optim)
-    steps = total_steps(cfg, len(train_loader))
-    scheduler = poly_schedule(optimizer, steps, cfg.schedule)
-    channels_last = dist.device.type == "cuda" and cfg.train.channels_last
+    if dist.is_main and not resume:
+        save_config(cfg, run_dir / "config.yaml")
+    channels_last = uses_channels_last(cfg.train, dist)
 
     def prepare_batch(batch):
         images, masks, _ = batch
@@ -158,21 +125,12 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
         return evaluate(bare_model, val_loader, dist.device, cfg.model.classes, cfg.train.amp, channels_last,
                         cfg.train.eval_flip, progress=dist.is_main and cfg.train.log_mode == "bar")
 
-    trainer = Trainer(
-        model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, train_loader=train_loader,
-        prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval, run_dir=run_dir, dist=dist,
-        total_steps=steps, amp=cfg.train.amp, eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
-        log_mode=cfg.train.log_mode, primary_metric="miou",
+    trainer = build_trainer(
+        model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
+        primary_metric="miou", resume=resume,
         metadata={"encoder": cfg.model.encoder, "classes": cfg.model.classes, "in_channels": cfg.model.in_channels,
                   "task": "segmentation"},
     )
-    if resume and not trainer.resume():
-        raise FileNotFoundError(f"--resume {run_dir}: no checkpoints/last.state.pt to resume from")
     final = trainer.fit()
-    if dist.is_main:
-        summary = dict(final, encoder=cfg.model.encoder, epochs=trainer.progress.epoch, steps=trainer.progress.step,
-                       best_miou=trainer.progress.best_metric, best_epoch=trainer.progress.best_epoch,
-                       train_images_per_s=float(np.median(trainer.throughput)) if trainer.throughput else None,
-                       split=cfg.data.val_split)
-        ckpt.write_json(run_dir / "metrics.json", summary)
+    trainer.write_summary(final, encoder=cfg.model.encoder, split=cfg.data.val_split)
     return final

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .distributed import DistInfo, broadcast_flag, mean_over_ranks
+from .optim import build_optimizer, build_scheduler
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,6 +52,65 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def start_run(run_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite a run, or to resume one that is not there."""
+    state = Path(run_dir) / "checkpoints" / "last.state.pt"
+    if resume and not state.is_file():
+        raise FileNotFoundError(f"--resume {run_dir}: no checkpoints/last.state.pt to resume from")
+    if not resume and state.exists():
+        raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+
+
+def total_steps(schedule_cfg, steps_per_epoch: int) -> int:
+    """The schedule's length in optimiser steps, from exactly one of ``epochs`` and ``iters``."""
+    epochs, iters = schedule_cfg.epochs, schedule_cfg.iters
+    if (epochs is None) == (iters is None):
+        raise ValueError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters)")
+    return iters if iters is not None else epochs * steps_per_epoch
+
+
+def prepare_model(model: nn.Module, train_cfg, dist: DistInfo) -> tuple[nn.Module, nn.Module]:
+    """(bare model on the device, the model the step calls): SyncBN + DDP + compile as configured.
+    SyncBatchNorm needs CUDA; a CPU (gloo) run keeps per-process BN statistics."""
+    cuda = dist.device.type == "cuda"
+    if cuda and dist.distributed and train_cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(dist.device)
+    if cuda and train_cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_model = model
+    if dist.distributed:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if cuda else None)
+    if train_cfg.compile:
+        train_model = torch.compile(train_model)
+    return model, train_model
+
+
+def uses_channels_last(train_cfg, dist: DistInfo) -> bool:
+    return dist.device.type == "cuda" and train_cfg.channels_last
+
+
+def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_loader, *, prepare_batch: Callable,
+                  loss_fn: Callable, evaluate: Callable, primary_metric: str, metadata: dict,
+                  resume: bool = False) -> "Trainer":
+    """Everything a task shares: device/DDP/compile, optimiser and schedule from the config,
+    the Trainer, and (when ``resume``) the state of the run's last checkpoint."""
+    model, train_model = prepare_model(model, cfg.train, dist)
+    optimizer = build_optimizer(model, cfg.optim, cfg.train.batch_size)
+    steps = total_steps(cfg.schedule, len(train_loader))
+    trainer = Trainer(
+        model=model, train_model=train_model, optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg.schedule, steps, len(train_loader)), train_loader=train_loader,
+        prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=evaluate, run_dir=run_dir, dist=dist,
+        total_steps=steps, amp=cfg.train.amp, eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
+        log_mode=cfg.train.log_mode, primary_metric=primary_metric, metadata=metadata,
+    )
+    if resume:
+        trainer.resume()
+    return trainer
 
 
 class Trainer:
@@ -112,11 +172,9 @@ class Trainer:
             "rng": torch.get_rng_state(),
         })
 
-    def resume(self) -> bool:
-        """Load ``last`` if the run folder has one; returns whether it did."""
+    def resume(self) -> None:
+        """Load ``last``: weights, optimiser, scheduler, scaler, progress, RNG."""
         state_path = self.checkpoint_dir / "last.state.pt"
-        if not state_path.is_file():
-            return False
         self.model.load_state_dict(ckpt.load_weights(self.checkpoint_dir / "last.safetensors"))
         state = ckpt.load_state(state_path)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -126,7 +184,6 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         self.say(f"resumed from {self.checkpoint_dir} after epoch {self.progress.epoch} "
                  f"(step {self.progress.step}/{self.total_steps})")
-        return True
 
     # ----------------------------------------------------------------------------- loop
     def fit(self) -> dict:
@@ -152,6 +209,15 @@ class Trainer:
                          f"{100 * score:.2f} (best {100 * self.progress.best_metric:.2f} at epoch {self.progress.best_epoch})")
             self.save(best=improved)
         return final
+
+    def write_summary(self, final: dict, **extra) -> None:
+        """``metrics.json``: the final evaluation, progress, best epoch and median training images/s."""
+        if not self.dist.is_main:
+            return
+        summary = dict(final, **extra, epochs=self.progress.epoch, steps=self.progress.step,
+                       **{f"best_{self.primary_metric}": self.progress.best_metric}, best_epoch=self.progress.best_epoch,
+                       train_images_per_s=float(np.median(self.throughput)) if self.throughput else None)
+        ckpt.write_json(self.run_dir / "metrics.json", summary)
 
     def train_one_epoch(self, epoch: int) -> None:
         sampler = getattr(self.train_loader, "sampler", None)

@@ -2,12 +2,11 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file, save_file
+from tiny import TINY_NAMES, tiny
 from torch import nn
 
 from repeatseg.layers import FlipRepeat, RepeatConv2d, SwishRepeat
 from repeatseg.variants import ARCH_LAYERS, default_variants
-
-from tiny import TINY_NAMES, tiny
 
 
 def closed_form(arch: str, width: int, base: int = 64) -> dict[str, int]:

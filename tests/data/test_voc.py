@@ -94,7 +94,6 @@ def test_check_split_lists_every_problem(voc):
 def test_synthetic_set_is_deterministic_and_extends(tmp_path):
     small = make_synthetic_voc(tmp_path / "a", num_train=2, num_val=1, seed=3, min_size=48, max_size=64)
     large = make_synthetic_voc(tmp_path / "b", num_train=4, num_val=1, seed=3, min_size=48, max_size=64)
-    for name in ("synth_000000", "synth_000001"):
-        assert (small / "JPEGImages" / f"{name}.jpg").read_bytes() == (large / "JPEGImages" / f"{name}.jpg").read_bytes()
-        assert (small / "SegmentationClass" / f"{name}.png").read_bytes() == (large / "SegmentationClass" / f"{name}.png").read_bytes()
+    for name in ("JPEGImages/synth_000000.jpg", "SegmentationClass/synth_000001.png"):
+        assert (small / name).read_bytes() == (large / name).read_bytes()
     assert Image.open(small / "SegmentationClass" / "synth_000000.png").mode == "P"

@@ -2,10 +2,10 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 from segmentation_models_pytorch.encoders import get_encoder
+from tiny import TINY_NAMES, tiny
 
 import repeatseg
 from repeatseg.variants import default_variants
-from tiny import TINY_NAMES, tiny
 
 REGISTERED = [v.name for v in default_variants()]
 ONE_PER_KIND = [tiny("resnet18", w, t).name for w, t in [(1, None), (2, "linear"), (4, "swish"), (2, "flip")]]

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import repeatseg
-from repeatseg.engine.optim import param_groups, poly_schedule
 from repeatseg.config import ScheduleConfig
+from repeatseg.engine.optim import build_optimizer, build_scheduler, param_groups
 
 
 def _groups(model, no_decay, mult=1.0):
@@ -31,15 +31,35 @@ def test_authors_setting_decays_everything():
         _groups(model, ["norms"])
 
 
-def test_poly_schedule_with_warmup_per_iteration():
+def _lrs(schedule_cfg, total=100, steps_per_epoch=10):
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
-    schedule = poly_schedule(optimizer, 100, ScheduleConfig(iters=100, power=0.9, warmup_iters=10, warmup_lr_init=0.0))
+    scheduler = build_scheduler(optimizer, schedule_cfg, total, steps_per_epoch)
     lrs = []
-    for step in range(101):
-        schedule.step_update(step)
+    for step in range(total + 1):
+        scheduler.step_update(step)
         lrs.append(optimizer.param_groups[0]["lr"])
+    return lrs
+
+
+def test_poly_schedule_with_warmup_per_iteration():
+    lrs = _lrs(ScheduleConfig(iters=100, power=0.9, warmup_iters=10, warmup_lr_init=0.0))
     assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.005)
-    assert lrs[50] == pytest.approx(0.01 * (1 - 50 / 100) ** 0.9) and lrs[100] == 0.0
+    assert lrs[50] == pytest.approx(0.01 * (1 - 50 / 100) ** 0.9) and lrs[100] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_multistep_decays_at_epoch_milestones():
+    lrs = _lrs(ScheduleConfig(iters=100, name="multistep", milestones=[3, 6], decay_rate=0.1))
+    assert lrs[29] == pytest.approx(0.01) and lrs[30] == pytest.approx(0.001) and lrs[60] == pytest.approx(1e-4)
+
+
+def test_linear_lr_scaling_and_timm_optimizers():
+    model = torch.nn.Linear(2, 2)
+    from repeatseg.config import OptimConfig
+
+    sgd = build_optimizer(model, OptimConfig(lr=0.1, lr_base_batch=256), batch_size=64)
+    assert sgd.param_groups[0]["lr"] == pytest.approx(0.025) and isinstance(sgd, torch.optim.SGD)
+    adamw = build_optimizer(model, OptimConfig(name="adamw", lr=1e-3), batch_size=64)
+    assert isinstance(adamw, torch.optim.AdamW)
 
 
 def test_names_outside_the_grid_parse_and_register():

@@ -1,0 +1,121 @@
+"""ImageNet-style classification data: the ImageFolder layout, timm's transforms, uint8 to the device.
+
+Layout: ``ROOT/train/<wnid>/*.JPEG`` and ``ROOT/val/<wnid>/*.JPEG``. ImageNet's original
+validation folder is flat (50,000 images, labels in the devkit); give its labels with a text file
+(``val_labels``: one ``<file name> <wnid>`` per line; Kaggle's ``LOC_val_solution.csv`` also
+works) or move each image into its ``val/<wnid>/`` folder.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from PIL import Image
+from timm.data import create_transform
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
+
+from .voc import DataError
+
+FLAT_VAL_HELP = (
+    "its images are not in class folders (the original ImageNet val layout). Either pass "
+    "--val-labels FILE with one '<file name> <wnid>' per line (Kaggle's LOC_val_solution.csv works too), "
+    "or restructure it as val/<wnid>/<image>.JPEG"
+)
+
+
+@contextmanager
+def seeded(seed: int):
+    """Run with python's and torch's global RNGs seeded, restoring them afterwards (timm's
+    transforms draw from both), so a sample's augmentation depends on its seed alone."""
+    python_state, torch_state = random.getstate(), torch.get_rng_state()
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        torch.set_rng_state(torch_state)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+
+
+def _read_labels(path: Path) -> dict[str, str]:
+    """file stem -> wnid from '<file> <wnid>' lines or a LOC_val_solution.csv."""
+    labels = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("ImageId"):
+            continue
+        name, _, rest = line.replace(",", " ", 1).partition(" ")
+        if not rest.strip():
+            raise DataError(f"{path}: cannot read a label from line {line!r}")
+        labels[Path(name).stem] = rest.split()[0]
+    return labels
+
+
+class ImageFolderClassification(Dataset):
+    """(uint8 image (3, H, W), class index) samples of one split, augmented reproducibly per (seed, epoch, index)."""
+
+    def __init__(self, root: str | Path, split: str, transform=None, val_labels: str | Path | None = None,
+                 classes: list[str] | None = None, seed: int = 0):
+        folder = Path(root).expanduser() / split
+        if not folder.is_dir():
+            raise DataError(f"no {split}/ folder in {root}: expected ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG")
+        subfolders = [p for p in folder.iterdir() if p.is_dir()]
+        if classes is None:
+            classes = find_classes(str(folder))[0] if subfolders else []
+        self.classes = classes
+        index = {name: i for i, name in enumerate(classes)}
+        if subfolders:
+            unknown = sorted({p.name for p in subfolders} - set(classes))
+            if unknown:
+                raise DataError(f"{folder} has class folders not in train/: {unknown[:5]}")
+            self.samples = [(path, index[p.name]) for p in sorted(subfolders) for path in _images_in(p)]
+        elif _images_in(folder):
+            if val_labels is None:
+                raise DataError(f"{folder}: {FLAT_VAL_HELP}")
+            labels = _read_labels(Path(val_labels))
+            missing = [p.name for p in _images_in(folder) if p.stem not in labels]
+            if missing:
+                raise DataError(f"{val_labels} has no label for {len(missing)} images of {folder}, e.g. {missing[:3]}")
+            unknown = sorted({labels[p.stem] for p in _images_in(folder)} - set(classes))
+            if unknown:
+                raise DataError(f"{val_labels} names classes that train/ lacks: {unknown[:5]}")
+            self.samples = [(p, index[labels[p.stem]]) for p in _images_in(folder)]
+        else:
+            raise DataError(f"{folder} holds no images")
+        if not self.samples:
+            raise DataError(f"{folder} holds no images")
+        self.transform, self.seed, self.epoch = transform, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except Exception as error:  # noqa: BLE001
+            raise DataError(f"unreadable image: {path} ({error})") from error
+        with seeded(hash((self.seed, self.epoch, index)) % 2**32):
+            return self.transform(image), label
+
+
+def classification_transforms(image_size: int = 224, crop_pct: float = 0.875, scale=(0.08, 1.0),
+                              hflip: float = 0.5, color_jitter: float = 0.0):
+    """timm's standard ImageNet presets, ending in uint8 tensors (normalised later, on the device):
+    train = random resized crop + flip; eval = resize to size / crop_pct (256 for 224) + centre crop."""
+    train = create_transform(image_size, is_training=True, scale=tuple(scale), hflip=hflip,
+                             color_jitter=color_jitter, use_prefetcher=True)
+    evaluation = create_transform(image_size, is_training=False, crop_pct=crop_pct, use_prefetcher=True)
+    return train, evaluation

@@ -1,0 +1,103 @@
+"""ImageNet-style classification (encoder pretraining), wired onto the shared Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from torchmetrics.classification import MulticlassAccuracy
+from tqdm import tqdm
+
+from ..config import ClsConfig, save_config
+from ..data import to_device
+from ..data.imagenet import ImageFolderClassification, classification_transforms
+from ..registry import register
+from ..variants import get_variant
+from .distributed import DistInfo, ShardSampler
+from .trainer import build_trainer, seed_everything, start_run, uses_channels_last
+
+
+def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0) -> nn.Module:
+    """A repeatseg timm model (registering e.g. ``repeat_resnet18_f4_b16`` on the fly) or any timm model."""
+    try:
+        name = register(get_variant(name)).timm_name
+    except ValueError:
+        if not timm.is_model(name):
+            raise
+    return timm.create_model(name, num_classes=num_classes, drop_rate=drop_rate)
+
+
+def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoader]:
+    if not cfg.data.root:
+        raise ValueError("data.root is not set: pass --data-root (the folder holding train/ and val/)")
+    if cfg.train.batch_size % dist.world_size:
+        raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
+    train_tf, eval_tf = classification_transforms(cfg.data.image_size, cfg.data.crop_pct, cfg.data.scale,
+                                                  cfg.data.hflip, cfg.data.color_jitter)
+    train_set = ImageFolderClassification(cfg.data.root, cfg.data.train_split, train_tf, seed=cfg.train.seed)
+    val_set = ImageFolderClassification(cfg.data.root, cfg.data.val_split, eval_tf, val_labels=cfg.data.val_labels,
+                                        classes=train_set.classes)
+    if len(train_set.classes) != cfg.model.num_classes:
+        raise ValueError(f"{cfg.data.root}/{cfg.data.train_split} has {len(train_set.classes)} classes but "
+                         f"model.num_classes is {cfg.model.num_classes}")
+    per_rank = cfg.train.batch_size // dist.world_size
+    options = dict(num_workers=cfg.data.workers, pin_memory=dist.device.type == "cuda")
+    sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.train.seed, drop_last=True)
+    train_loader = DataLoader(train_set, per_rank, sampler=sampler, drop_last=True, **options)
+    val_loader = DataLoader(val_set, cfg.train.eval_batch_size,
+                            sampler=ShardSampler(len(val_set), dist.rank, dist.world_size), **options)
+    return train_loader, val_loader
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
+             channels_last: bool = False, progress: bool = False) -> dict:
+    """Top-1 and top-5 accuracy (fractions) over the whole split, summed across ranks by torchmetrics."""
+    was_training = model.training
+    model.eval()
+    metrics = {k: MulticlassAccuracy(num_classes, top_k=k, average="micro", validate_args=False).to(device)
+               for k in (1, min(5, num_classes))}
+    for images, labels in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        logits = model(to_device(images, device, channels_last)).float()
+        for metric in metrics.values():
+            metric.update(logits, labels.to(device))
+    model.train(was_training)
+    top1, top5 = (float(metric.compute()) for metric in metrics.values())
+    return {"top1": top1, "top5": top5}
+
+
+def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
+    """Pretrain a classifier; writes the same run folder as segmentation. Returns final metrics."""
+    run_dir = Path(run_dir)
+    seed_everything(cfg.train.seed)
+    train_loader, val_loader = build_loaders(cfg, dist)
+    start_run(run_dir, resume)
+    model = build_classifier(cfg.model.name, cfg.model.num_classes, cfg.model.drop_rate)
+    if dist.is_main and not resume:
+        save_config(cfg, run_dir / "config.yaml")
+    channels_last = uses_channels_last(cfg.train, dist)
+
+    def prepare_batch(batch):
+        images, labels = batch
+        return to_device(images, dist.device, channels_last), labels.to(dist.device, non_blocking=True)
+
+    def loss_fn(logits, labels):
+        return F.cross_entropy(logits.float(), labels, label_smoothing=cfg.train.label_smoothing)
+
+    def run_eval(bare_model):
+        return evaluate(bare_model, val_loader, dist.device, cfg.model.num_classes, channels_last,
+                        progress=dist.is_main and cfg.train.log_mode == "bar")
+
+    trainer = build_trainer(
+        model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
+        primary_metric="top1", resume=resume,
+        metadata={"model": cfg.model.name, "num_classes": cfg.model.num_classes, "task": "classification",
+                  "classes": train_loader.dataset.classes},
+    )
+    final = trainer.fit()
+    trainer.write_summary(final, model=cfg.model.name)
+    return final
