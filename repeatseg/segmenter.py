@@ -52,3 +52,32 @@ def build_segmenter(
         model.encoder.set_in_channels(in_channels, pretrained=True)
         model.encoder_weights_report = report
     return model
+
+
+def find_checkpoint(source: str | Path) -> Path:
+    """A weights file as given, or a run folder's ``checkpoints/best`` (else ``last``) file."""
+    source = Path(source)
+    if source.is_dir():
+        for name in ("best.safetensors", "last.safetensors"):
+            if (source / "checkpoints" / name).is_file():
+                return source / "checkpoints" / name
+        raise FileNotFoundError(f"no checkpoints/best.safetensors or last.safetensors in {source}")
+    if not source.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {source}")
+    return source
+
+
+def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.Unet, dict]:
+    """A trained segmenter from a ``train_seg.py`` run folder or checkpoint file, and its metadata
+    (which names encoder, classes and in_channels; ``encoder`` overrides or fills it in)."""
+    from .weights import read_checkpoint
+
+    path = find_checkpoint(source)
+    tensors, metadata = read_checkpoint(path)
+    encoder = encoder or metadata.get("encoder")
+    if not encoder:
+        raise ValueError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
+    model = build_segmenter(encoder, classes=int(metadata.get("classes", 21)),
+                            in_channels=int(metadata.get("in_channels", 3)))
+    model.load_state_dict(tensors)
+    return model, dict(metadata, encoder=encoder, checkpoint=str(path))

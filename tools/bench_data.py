@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import repeatseg
-from repeatseg.data import IGNORE_INDEX, VOCSegmentation, to_device, train_transform
+from repeatseg.data import IGNORE_INDEX, DataError, VOCSegmentation, to_device, train_transform
 from repeatseg.engine.distributed import resolve_device
 
 
@@ -62,6 +62,11 @@ def wait_share(args, workers: int) -> tuple[float, float]:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        VOCSegmentation(args.data_root, args.split)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"pipeline: {args.split} split, crop {args.crop_size}, batch {args.batch_size}, {args.batches} batches")
     print(f"{'workers':>8} {'images/s':>10} {'per worker':>11}")
     for workers in args.workers:

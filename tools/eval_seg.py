@@ -42,28 +42,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_checkpoint(path: Path) -> tuple[Path, SegConfig | None]:
-    """(weights file, the run's config if there is one)."""
-    if path.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name, load_config(SegConfig, [path / "config.yaml"])
-        raise FileNotFoundError(f"no checkpoints/best.safetensors or last.safetensors in {path}")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    run_config = path.parent.parent / "config.yaml"
-    return path, load_config(SegConfig, [run_config]) if run_config.is_file() else None
+def run_config(weights: Path) -> SegConfig:
+    """The config of the run a checkpoint belongs to, or the defaults."""
+    config = weights.parent.parent / "config.yaml"
+    return load_config(SegConfig, [config]) if config.is_file() else SegConfig()
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        weights, cfg = resolve_checkpoint(Path(args.checkpoint))
-        cfg = cfg or SegConfig()
-        tensors, metadata = repeatseg.weights.read_checkpoint(weights)
-        encoder = args.encoder or metadata.get("encoder") or (cfg.model.encoder if cfg.output else None)
-        if not encoder:
-            raise ConfigError(f"{weights} does not name its encoder: pass --encoder")
-        classes = int(metadata.get("classes", cfg.model.classes))
+        model, metadata = repeatseg.load_segmenter(args.checkpoint, args.encoder)
+        weights, encoder, classes = Path(metadata["checkpoint"]), metadata["encoder"], model.segmentation_head[0].out_channels
+        cfg = run_config(weights)
         root = args.data_root or cfg.data.root
         if not root:
             raise ConfigError("no data root: pass --data-root")
@@ -72,8 +61,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        model = repeatseg.build_segmenter(encoder, classes=classes, in_channels=int(metadata.get("in_channels", 3)))
-        model.load_state_dict(tensors)
         model.to(dist.device)
         loader = val_loader_for(Path(root), args.split or cfg.data.val_split, dist,
                                 args.batch_size or cfg.train.eval_batch_size,

@@ -111,12 +111,61 @@ class FlipRepeat(ChildTransform):
         return sign_ste(self.scores, self.gradient)
 
     def forward(self, parent: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self.reference(parent)
+        return _flip_generate(parent, self.scores, self.tile_out, self.tile_in, self.gradient)
+
+    def reference(self, parent: torch.Tensor) -> torch.Tensor:
+        """The same child and gradients from plain tensor ops (TorchScript path; tests compare)."""
         n, m, kh, kw = parent.shape
         signs = self.signs().view(self.tile_out, n, self.tile_in, m, kh, kw)
         return (signs * _tiles_view(parent)).reshape(self.scores.shape)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, gradient={self.gradient!r}"
+
+
+class _FlipGenerate(torch.autograd.Function):
+    """child = sign(scores) * tiled parent in one pass, with the straight-through backward written
+    out: it saves nothing but the two inputs (no sign tensor, no tiled parent), so generating the
+    weight costs a few elementwise passes over the child and no extra activation memory."""
+
+    @staticmethod
+    def forward(parent, scores, tile_out: int, tile_in: int, rule: str):
+        n, m, kh, kw = parent.shape
+        parent6 = parent.view(1, n, 1, m, kh, kw)
+        scores6 = scores.view(tile_out, n, tile_in, m, kh, kw)
+        return torch.where(scores6 >= 0, parent6, -parent6).reshape(scores.shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        parent, scores, tile_out, tile_in, rule = inputs
+        ctx.save_for_backward(parent, scores)
+        ctx.tiles, ctx.rule = (tile_out, tile_in), rule
+
+    @staticmethod
+    def backward(ctx, grad_child):
+        parent, scores = ctx.saved_tensors
+        (tile_out, tile_in), (n, m, kh, kw) = ctx.tiles, parent.shape
+        grad6 = grad_child.reshape(tile_out, n, tile_in, m, kh, kw)
+        scores6 = scores.view(tile_out, n, tile_in, m, kh, kw)
+        grad_parent = grad_scores = None
+        if ctx.needs_input_grad[0]:  # d child / d parent = sign, summed over the tiles
+            grad_parent = torch.where(scores6 >= 0, grad6, -grad6).sum(dim=(0, 2))
+        if ctx.needs_input_grad[1]:  # d child / d score = parent * surrogate'(score)
+            through = grad6 * parent.view(1, n, 1, m, kh, kw)
+            magnitude = scores6.abs()
+            if ctx.rule == "clamp":
+                grad_scores = torch.where(magnitude <= 1, through, 0.0)
+            else:
+                grad_scores = torch.where(magnitude < 1, through * (2.0 - 2.0 * magnitude), 0.0)
+            grad_scores = grad_scores.reshape(scores.shape)
+        return grad_parent, grad_scores, None, None, None
+
+
+@torch.jit.ignore
+def _flip_generate(parent: torch.Tensor, scores: torch.Tensor, tile_out: int, tile_in: int, rule: str) -> torch.Tensor:
+    return _FlipGenerate.apply(parent, scores, tile_out, tile_in, rule)
 
 
 def make_transform(

@@ -1,0 +1,164 @@
+"""Deployment: fold generated weights into plain convs, store f-RepeatNet masks as packed bits, ONNX.
+
+- ``fold(model)``: every RepeatConv2d becomes an ``nn.Conv2d`` holding its generated weight. The
+  parameter names become the dense twin's (``layer1.0.conv1.weight``), so the folded state_dict
+  loads into the dense registered model of the same width and runs there with no RepeatNet code.
+- ``pack(model, path)`` / ``load_packed(path)``: a safetensors file holding every float tensor
+  except f-scores, plus one bit per f-child weight (the sign of its score, 8 per byte,
+  ``np.packbits`` order over the child's flattened weight) under ``<conv>.transform.signbits``.
+  Its size is the closed-form ``packed_bytes`` of ``repeatseg.describe`` plus the safetensors
+  header. A sha256 over all tensor bytes is stored and checked: a truncated or altered file is
+  refused. Loading sets each score to +1 or -1, which reproduces the outputs exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+from torch import nn
+
+from .engine.checkpoint import atomic_write_bytes
+from .layers import FlipRepeat, RepeatConv2d
+
+PACK_FORMAT = "repeatseg-packed-v1"
+SIGNBITS = ".signbits"
+
+
+# ----------------------------------------------------------------------------------------- fold
+
+def _plain_conv(conv: RepeatConv2d) -> nn.Conv2d:
+    plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                      device=conv.parent.device, dtype=conv.parent.dtype)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            plain.bias.copy_(conv.bias)
+    return plain
+
+
+def fold(model: nn.Module, fuse_bn: bool = False) -> nn.Module:
+    """A copy of ``model`` (in eval mode) with every RepeatConv2d replaced by a plain Conv2d
+    holding its generated weight; with ``fuse_bn``, each conv directly followed by a BatchNorm in
+    the same parent module also absorbs it (inference only; the BN becomes Identity)."""
+    folded = copy.deepcopy(model)
+    for parent in list(folded.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, RepeatConv2d):
+                setattr(parent, name, _plain_conv(child))
+    folded.eval()
+    if fuse_bn:
+        _fuse_conv_bn(folded)
+    return folded
+
+
+def _fuse_conv_bn(model: nn.Module) -> None:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for parent in list(model.modules()):
+        children = list(parent.named_children())
+        for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
+            if type(conv) is nn.Conv2d and isinstance(bn, nn.BatchNorm2d) and conv.out_channels == bn.num_features:
+                setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+                setattr(parent, bn_name, nn.Identity())
+
+
+# ----------------------------------------------------------------------------------------- pack
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def packed_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
+    """(tensors to store, {signbits key: child shape}) for a model's state."""
+    score_keys = {f"{name}.scores" for name, module in model.named_modules() if isinstance(module, FlipRepeat)}
+    tensors, shapes = {}, {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu()
+        if key in score_keys:
+            bits = np.packbits((value >= 0).numpy().reshape(-1))
+            stem = key[: -len(".scores")]
+            tensors[stem + SIGNBITS] = torch.from_numpy(bits)
+            shapes[stem + SIGNBITS] = list(value.shape)
+        elif key.endswith("num_batches_tracked"):
+            continue  # a training counter, not needed to run the model
+        else:
+            tensors[key] = value.contiguous().clone()
+    return tensors, shapes
+
+
+def pack(model: nn.Module, path: str | Path, metadata: dict | None = None) -> dict:
+    """Write ``model`` in packed form; ``metadata`` must let ``load_packed`` rebuild it (the
+    segmenter's ``encoder``, ``classes``, ``in_channels``). Returns the stored metadata."""
+    tensors, shapes = packed_tensors(model)
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    meta.update(format=PACK_FORMAT, sha256=_checksum(tensors), signbit_shapes=json.dumps(shapes))
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+    return meta
+
+
+def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a packed file, checked: format, size and checksum."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        tensors = load(data)
+        header_size = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8:8 + header_size]).get("__metadata__", {})
+    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is truncated or not a safetensors file ({error})") from error
+    if meta.get("format") != PACK_FORMAT:
+        raise ValueError(f"{path} is not a repeatseg packed file (format {meta.get('format')!r})")
+    if _checksum(tensors) != meta.get("sha256"):
+        raise ValueError(f"{path} failed its checksum: the file was altered or damaged")
+    return tensors, meta
+
+
+def unpack_state(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, torch.Tensor]:
+    """The state_dict again, with each f-score set to +1 or -1 from its bit."""
+    state = {k: v for k, v in tensors.items() if not k.endswith(SIGNBITS)}
+    for key, shape in json.loads(meta["signbit_shapes"]).items():
+        count = int(np.prod(shape))
+        packed = tensors[key].numpy()
+        if packed.size != (count + 7) // 8:
+            raise ValueError(f"{key}: {packed.size} bytes of signs for {count} weights")
+        bits = np.unpackbits(packed, count=count).reshape(shape)
+        state[key[: -len(SIGNBITS)] + ".scores"] = torch.from_numpy(np.where(bits, 1.0, -1.0).astype(np.float32))
+    return state
+
+
+def load_packed(path: str | Path) -> nn.Module:
+    """Rebuild the segmenter stored by ``pack`` (eval mode), outputs identical to the packed model."""
+    from .segmenter import build_segmenter
+
+    tensors, meta = read_packed(path)
+    if "encoder" not in meta:
+        raise ValueError(f"{path} does not name its encoder")
+    model = build_segmenter(meta["encoder"], classes=int(meta.get("classes", 21)),
+                            in_channels=int(meta.get("in_channels", 3)))
+    missing, unexpected = model.load_state_dict(unpack_state(tensors, meta), strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match {meta['encoder']}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------- onnx
+
+def export_onnx(model: nn.Module, path: str | Path, input_size: int = 512, in_channels: int = 3) -> Path:
+    """Export the folded model to ONNX with the installed exporter's default opset."""
+    folded = fold(model)
+    example = torch.randn(1, in_channels, input_size, input_size)
+    torch.onnx.export(folded, (example,), str(path), input_names=["image"], output_names=["logits"], dynamo=True)
+    return Path(path)
