@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test demo encoders clean
+.PHONY: install test demo study-demo encoders clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 	else \
 		$(PY) tools/train_seg.py --config configs/seg/demo.yaml --output $(DEMO_RUN) --log-mode plain; \
 	fi
+
+# The transfer study's reduced grid (4 encoders x 2 seeds, with pretraining), CPU, ~10 minutes.
+study-demo: $(STAMP)
+	$(PY) tools/transfer_study.py --config configs/study/demo.yaml --output studies/demo
 
 encoders: $(STAMP)
 	$(PY) tools/model_info.py --all --segmenter

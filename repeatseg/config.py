@@ -108,6 +108,7 @@ class ClsModelConfig:
 
 @dataclass
 class ClsDataConfig:
+    dataset: Literal["imagefolder", "synthetic"] = "imagefolder"  # synthetic: generated at root if absent
     root: str | None = None  # holds train/<wnid>/ and val/<wnid>/
     train_split: str = "train"
     val_split: str = "val"
@@ -135,6 +136,34 @@ class ClsConfig:
     train: ClsTrainConfig = field(default_factory=ClsTrainConfig)
     output: str | None = None
     provenance: dict = field(default_factory=dict)
+
+
+def _table3_encoders() -> list[str]:
+    return ["dense_r18_w1", "dense_r18_w2", "dense_r18_w4", "repeat_r18_f2", "repeat_r18_f4",
+            "repeat_r18_s2", "repeat_r18_s4", "repeat_r18_l2", "repeat_r18_l4"]
+
+
+@dataclass
+class PretrainStudyConfig:
+    """Pretrain every encoder first (train_cls.py), export it, and start segmentation from it."""
+
+    enabled: bool = False
+    config: str | None = None  # a configs/cls/*.yaml recipe
+    sets: list[str] = field(default_factory=list)  # --set overrides for it
+    tag: str = "pretrained"
+
+
+@dataclass
+class StudyConfig:
+    encoders: list[str] = field(default_factory=_table3_encoders)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seg_config: str = "configs/seg/voc_unet.yaml"  # the segmentation recipe every cell runs
+    seg_sets: list[str] = field(default_factory=list)  # --set overrides for every cell
+    weights: dict = field(default_factory=dict)  # encoder -> tag or path ("default" applies to all)
+    weights_dir: str | None = None
+    pretrain: PretrainStudyConfig = field(default_factory=PretrainStudyConfig)
+    qualitative_ids: list[str] = field(default_factory=list)  # val ids for the figure; default: first 4
+    output: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------

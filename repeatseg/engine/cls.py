@@ -15,9 +15,10 @@ from tqdm import tqdm
 from ..config import ClsConfig, save_config
 from ..data import to_device
 from ..data.imagenet import ImageFolderClassification, classification_transforms
+from ..data.synthetic import make_synthetic_imagenet
 from ..registry import register
 from ..variants import get_variant
-from .distributed import DistInfo, ShardSampler
+from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import build_trainer, seed_everything, start_run, uses_channels_last
 
 
@@ -34,6 +35,11 @@ def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0) -> nn.
 def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoader]:
     if not cfg.data.root:
         raise ValueError("data.root is not set: pass --data-root (the folder holding train/ and val/)")
+    if cfg.data.dataset == "synthetic" and not (Path(cfg.data.root) / "train").is_dir():
+        if dist.is_main:
+            make_synthetic_imagenet(cfg.data.root, num_classes=cfg.model.num_classes,
+                                    progress=cfg.train.log_mode == "bar")
+        barrier()
     if cfg.train.batch_size % dist.world_size:
         raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
     train_tf, eval_tf = classification_transforms(cfg.data.image_size, cfg.data.crop_pct, cfg.data.scale,

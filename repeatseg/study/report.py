@@ -1,0 +1,236 @@
+"""The study's report: results.csv, results.json, figures/*.png and report.md that embeds them."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..config import SegConfig, StudyConfig, load_config  # noqa: E402
+from ..data import IGNORE_INDEX, VOCSegmentation, collate_padded, to_device, voc_palette  # noqa: E402
+from ..engine.checkpoint import atomic_write_text, write_json  # noqa: E402
+from ..segmenter import load_segmenter  # noqa: E402
+from ..variants import get_variant  # noqa: E402
+from .aggregate import PAPER_TABLE3, Row, paper_relative_contribution, read_cell, summarise  # noqa: E402
+from .runner import plan_cells  # noqa: E402
+
+CSV_COLUMNS = ["encoder", "n", "miou_mean", "miou_std", "pixel_acc_mean", "pixel_acc_std", "rel_contribution",
+               "rel_contribution_std", "trainable_params", "packed_bytes", "macs", "train_images_per_s",
+               "paper_miou", "paper_pixel_acc"]
+FIGURES = ("miou_vs_storage.png", "per_class_iou.png", "qualitative.png", "training_curves.png")
+MARKERS = {"linear": "s", "swish": "^", "flip": "o"}
+
+
+def _clean(value):
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def write_tables(rows: list[Row], study_dir: Path, extra: dict) -> None:
+    with open(study_dir / "results.csv", "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if _clean(getattr(row, c)) is None else getattr(row, c) for c in CSV_COLUMNS])
+    write_json(study_dir / "results.json", {
+        **extra, "rows": [{k: _clean(v) for k, v in dataclasses.asdict(row).items()} for row in rows]})
+
+
+# ------------------------------------------------------------------------------------------ figures
+
+def plot_miou_vs_storage(rows: list[Row], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    measured = [r for r in rows if r.n]
+    dense = sorted((r for r in measured if get_variant(r.encoder).is_dense), key=lambda r: r.packed_bytes)
+    if dense:
+        ax.errorbar([r.packed_bytes / 2**20 for r in dense], [100 * r.miou_mean for r in dense],
+                    yerr=[100 * r.miou_std for r in dense], fmt="-o", color="black", capsize=3, label="dense")
+    for transform, marker in MARKERS.items():
+        points = [r for r in measured if get_variant(r.encoder).transform == transform]
+        if points:
+            ax.errorbar([r.packed_bytes / 2**20 for r in points], [100 * r.miou_mean for r in points],
+                        yerr=[100 * r.miou_std for r in points], fmt=marker, capsize=3, label=f"RepeatNet ({transform})")
+    for r in measured:
+        ax.annotate(r.encoder, (r.packed_bytes / 2**20, 100 * r.miou_mean), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    paper = [r for r in rows if r.paper_miou is not None]
+    if paper:
+        ax.scatter([r.packed_bytes / 2**20 for r in paper], [100 * r.paper_miou for r in paper], facecolors="none",
+                   edgecolors="grey", marker="D", label="paper's Table 3")
+    ax.set_xscale("log")
+    ax.set_xlabel("stored size of the segmenter, MiB (packed: floats + 1-bit masks; log scale)")
+    ax.set_ylabel("val mIoU, % (mean ± std over seeds)")
+    ax.set_title("mIoU against storage")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_per_class(rows: list[Row], path: Path) -> None:
+    measured = [r for r in rows if r.n]
+    classes = [c for c in (measured[0].per_class_iou if measured else {})
+               if any(r.per_class_iou.get(c) is not None for r in measured)]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) * max(1, len(measured)) ** 0.5), 4.5))
+    width = 0.8 / max(1, len(measured))
+    for i, row in enumerate(measured):
+        values = [100 * (row.per_class_iou.get(c) or 0.0) for c in classes]
+        ax.bar(np.arange(len(classes)) + i * width, values, width, label=row.encoder)
+    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("IoU, % (mean over seeds)")
+    ax.set_title("Per-class IoU")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _colour(mask: np.ndarray) -> np.ndarray:
+    palette = voc_palette()
+    coloured = palette[mask]
+    coloured[mask == IGNORE_INDEX] = 255
+    return coloured
+
+
+@torch.no_grad()
+def plot_qualitative(rows: list[Row], study: StudyConfig, path: Path) -> None:
+    """Image, ground truth and each encoder's prediction (its lowest-seed run) for a few val ids."""
+    measured = [r for r in rows if r.n]
+    fig = None
+    if measured:
+        cfg = load_config(SegConfig, [Path(measured[0].runs[0]) / "config.yaml"])
+        dataset = VOCSegmentation(cfg.data.root, cfg.data.val_split)
+        ids = study.qualitative_ids or dataset.ids[:4]
+        indices = [dataset.ids.index(i) for i in ids if i in dataset.ids]
+        columns = 2 + len(measured)
+        fig, axes = plt.subplots(len(indices), columns, figsize=(1.9 * columns, 1.9 * len(indices)), squeeze=False)
+        samples = [dataset[i] for i in indices]
+        for row_axes, (image, mask, _) in zip(axes, samples):
+            row_axes[0].imshow(image.permute(1, 2, 0).numpy())
+            row_axes[1].imshow(_colour(mask.numpy()))
+        for column, row in enumerate(measured, start=2):
+            model, _ = load_segmenter(sorted(row.runs)[0])
+            model.eval()
+            for row_axes, sample in zip(axes, samples):
+                images, _, _, sizes = collate_padded([sample])
+                prediction = model(to_device(images, torch.device("cpu"))).argmax(1)[0]
+                height, width = sizes[0].tolist()
+                row_axes[column].imshow(_colour(prediction[:height, :width].numpy().astype(np.uint8)))
+        for column, title in enumerate(["image", "ground truth", *[r.encoder for r in measured]]):
+            axes[0][column].set_title(title, fontsize=7)
+        for ax in axes.flat:
+            ax.axis("off")
+    else:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.text(0.5, 0.5, "no finished cells yet", ha="center")
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training_curves(rows: list[Row], path: Path) -> None:
+    fig, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for index, row in enumerate(r for r in rows if r.n):
+        colour = f"C{index % 10}"
+        for run_number, run in enumerate(sorted(row.runs)):
+            records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+            train = [r for r in records if "loss" in r]
+            val = [r for r in records if "val" in r]
+            label = row.encoder if run_number == 0 else None
+            loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], color=colour, alpha=0.7, label=label)
+            miou_ax.plot([r["epoch"] for r in val], [100 * r["val"]["miou"] for r in val], "-o", color=colour,
+                         markersize=3, alpha=0.7, label=label)
+    loss_ax.set(xlabel="iteration", ylabel="training loss", title="Training loss (every seed)")
+    miou_ax.set(xlabel="epoch", ylabel="val mIoU, %", title="Validation mIoU (every seed)")
+    for ax in (loss_ax, miou_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def _pm(mean, std, scale=100.0, digits=1) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: int) -> str:
+    lines = [
+        "# Transfer study: RepeatNet vs dense encoders under one U-Net",
+        "",
+        f"Segmentation recipe `{study.seg_config}` ({seg.data.dataset}, split {seg.data.split} -> {seg.data.val_split}, "
+        f"crop {seg.data.crop_size}); seeds {study.seeds}; encoder weights: "
+        + ("pretrained in this study (`pretrain/`)" if study.pretrain.enabled else
+           (json.dumps(study.weights) if study.weights else "none (from scratch)")) + ".",
+        "",
+        "mIoU and pixel accuracy in %, mean ± sample std over seeds (n runs). Relative contribution = "
+        "(RepeatNet - dense 1x) / (dense same width - dense 1x) on the seed means, ± its first-order "
+        "propagated uncertainty from the standard errors of the three means. Parameters, storage and MACs "
+        f"are for the whole segmenter; MACs at {input_size}x{input_size}. The paper's columns are its own "
+        "claims (Table 3, ImageNet-pretrained encoders, their recipe), not reproduced here unless the "
+        "recipe matches.",
+        "",
+        "| encoder | n | mIoU | pixel acc | rel. contribution | paper mIoU | paper pixel acc | paper rel. contr. "
+        "| trainable params | packed MiB | GMACs | train img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        paper_rc = paper_relative_contribution(r.encoder)
+        lines.append(
+            f"| {r.encoder} | {r.n} | {_pm(r.miou_mean, r.miou_std)} | {_pm(r.pixel_acc_mean, r.pixel_acc_std)} "
+            f"| {_pm(r.rel_contribution, r.rel_contribution_std)} | {_pm(r.paper_miou, None)} "
+            f"| {_pm(r.paper_pixel_acc, None)} | {_pm(paper_rc, None)} | {r.trainable_params / 1e6:.2f}M "
+            f"| {r.packed_bytes / 2**20:.1f} | {r.macs / 1e9:.1f} "
+            f"| {'-' if r.train_images_per_s is None else f'{r.train_images_per_s:.1f}'} |")
+    lines += ["", "## Figures", ""]
+    captions = {
+        "miou_vs_storage.png": "mIoU against stored megabytes: dense line, RepeatNet points (error bars: std over seeds).",
+        "per_class_iou.png": "Per-class IoU of every encoder (mean over seeds).",
+        "qualitative.png": "Image, ground truth and each encoder's prediction (lowest seed) on fixed val images.",
+        "training_curves.png": "Training loss and validation mIoU of every run.",
+    }
+    for name in FIGURES:
+        lines += [f"![{captions[name]}](figures/{name})", "", f"*{captions[name]}*", ""]
+    lines += ["## Provenance", "", "| encoder | runs | encoder weights sha256 |", "|---|---|---|"]
+    for r in rows:
+        runs = "<br>".join(f"`{run}`" for run in r.runs) or "-"
+        lines.append(f"| {r.encoder} | {runs} | {', '.join(s[:16] for s in r.weights_sha256) or '-'} |")
+    missing = [r.encoder for r in rows if r.n < len(study.seeds)]
+    if missing:
+        lines += ["", f"**Incomplete:** {', '.join(missing)} have fewer finished runs than seeds."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(study: StudyConfig, study_dir: Path) -> list[Row]:
+    """Aggregate every finished cell and (re)write results, figures and report.md."""
+    cells = [cell for plan in plan_cells(study, study_dir)
+             if (cell := read_cell(plan.run_dir, plan.encoder, plan.seed)) is not None]
+    seg = load_config(SegConfig, [Path(cells[0].run_dir) / "config.yaml"]) if cells else \
+        load_config(SegConfig, [study.seg_config], sets=study.seg_sets)
+    rows = summarise(cells, study.encoders, seg.data.crop_size, seg.model.classes)
+    write_tables(rows, study_dir, {"seeds": study.seeds, "seg_config": study.seg_config,
+                                   "macs_input_size": seg.data.crop_size, "paper_table3": PAPER_TABLE3})
+    figures = study_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    plot_miou_vs_storage(rows, figures / FIGURES[0])
+    plot_per_class(rows, figures / FIGURES[1])
+    plot_qualitative(rows, study, figures / FIGURES[2])
+    plot_training_curves(rows, figures / FIGURES[3])
+    atomic_write_text(study_dir / "report.md", markdown(rows, study, seg, seg.data.crop_size))
+    return rows
