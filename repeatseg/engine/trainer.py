@@ -232,7 +232,7 @@ class Trainer:
                    disable=not self.dist.is_main or self.log_mode != "bar", file=sys.stderr)
         window = {"loss": 0.0, "steps": 0, "images": 0, "wait": 0.0, "start": time.perf_counter()}
         iterator = iter(self.train_loader)
-        for _ in range(steps):
+        for index in range(steps):
             fetch_start = time.perf_counter()
             batch = next(iterator)
             window["wait"] += time.perf_counter() - fetch_start
@@ -242,7 +242,8 @@ class Trainer:
             window["steps"] += 1
             window["images"] += inputs.shape[0] * self.dist.world_size
             bar.update()
-            if window["steps"] == self.log_every or self.progress.step == self.total_steps or bar.n == steps:
+            # Every rank must take this branch together: it all-reduces the loss.
+            if window["steps"] == self.log_every or index + 1 == steps:
                 self._log_window(window, epoch, bar)
                 window = {"loss": 0.0, "steps": 0, "images": 0, "wait": 0.0, "start": time.perf_counter()}
         bar.close()

@@ -184,12 +184,14 @@ def test_two_process_gloo_ddp_run(data_root, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          str(ROOT / "tools" / "train_seg.py"), "--data-root", str(data_root), "--output", str(run),
-         "--iters", "6", *CLI_ARGS, "--set", "train.log_every=2"],
+         "--iters", "6", *CLI_ARGS, "--set", "train.log_every=4", "--log-mode", "bar"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "loss" in r]
-    assert steps == sorted(set(steps)) and steps[-1] == 6  # one writer: no duplicated records
+    # One writer (no duplicated records); the bar shows on rank 0 only, yet every rank logs the
+    # epoch's last, partial window together (it is a collective).
+    assert steps == [4, 6]
     assert records[0]["images_per_s"] > 0
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["steps"] == 6 and 0 <= summary["miou"] <= 1
