@@ -58,17 +58,17 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[dict
 
 
 def run_training(args: argparse.Namespace, config_cls: type, flags: dict[str, str],
-                 train: Callable, report: Callable[[dict], str]) -> int:
+                 train: Callable, report: Callable[[dict], str], default_output: Callable[[object], str]) -> int:
     """Resolve the config, join torchrun's group, train, print ``report(metrics)``; exit codes:
-    0 done, 2 bad input (config, data, files), 3 non-finite loss."""
+    0 done, 2 bad input (config, data, files), 3 non-finite loss. Without ``--output`` the run
+    folder is ``default_output(config)`` (e.g. runs/<encoder>)."""
     files = list(args.config)
     if args.resume:
         files = [Path(args.resume) / "config.yaml", *files]
         args.output = args.resume
     try:
         cfg = load_config(config_cls, files, flag_overrides(args, flags), args.set)
-        if not cfg.output:
-            raise ConfigError("no run folder: pass --output DIR")
+        cfg.output = cfg.output or default_output(cfg)
         dist = distributed.setup(cfg.train.device)
     except (ConfigError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

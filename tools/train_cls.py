@@ -37,7 +37,8 @@ def report(metrics: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run_training(args, ClsConfig, FLAGS, train_classification, report)
+    return run_training(args, ClsConfig, FLAGS, train_classification, report,
+                        default_output=lambda cfg: f"runs/cls_{cfg.model.name}")
 
 
 if __name__ == "__main__":

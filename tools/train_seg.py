@@ -5,8 +5,9 @@
     torchrun --nproc_per_node=8 tools/train_seg.py --config configs/seg/voc_unet.yaml --data-root ~/data --output runs/f4
     python tools/train_seg.py --resume runs/f4
 
-Precedence: defaults < --config files < flags < --set. The resolved config is saved as
-<output>/config.yaml; --resume reads it back (flags and --set still apply, e.g. --workers).
+Precedence: defaults < --config files < flags < --set. Without --output the run folder is
+runs/<encoder>. The resolved config is saved as <output>/config.yaml; --resume reads it back
+(flags and --set still apply, e.g. --workers).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    return run_training(args, SegConfig, FLAGS, train_segmentation, format_table)
+    return run_training(args, SegConfig, FLAGS, train_segmentation, format_table,
+                        default_output=lambda cfg: f"runs/{cfg.model.encoder}")
 
 
 if __name__ == "__main__":

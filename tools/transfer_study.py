@@ -1,6 +1,6 @@
 """Run the paper's Table 3 grid (encoders x seeds, each an ordinary train_seg run) and write the report.
 
-    python tools/transfer_study.py --config configs/study/voc_table3.yaml --output studies/table3
+    python tools/transfer_study.py --config configs/study/voc_table3.yaml --output studies/table3 --data-root ~/data
     torchrun --nproc_per_node=8 tools/transfer_study.py --config configs/study/voc_table3.yaml --output studies/table3
     python tools/transfer_study.py --config configs/study/demo.yaml --output studies/demo     # CPU, synthetic
     python tools/transfer_study.py --report-only --output studies/table3                      # rebuild the report
@@ -30,6 +30,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="study folder")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished cells")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's)")
+    parser.add_argument("--data-root", help="segmentation data root for every cell (adds data.root to seg_sets)")
     return parser
 
 
@@ -42,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
         if not files:
             raise ConfigError(f"no --config given and no {study_dir / 'study.yaml'} to reuse")
         study = load_config(StudyConfig, files, [{"output": str(study_dir)}], args.set)
+        if args.data_root:
+            study.seg_sets = [*study.seg_sets, f"data.root={args.data_root}"]
         if args.device:
             study.seg_sets = [*study.seg_sets, f"train.device={args.device}"]
             study.pretrain.sets = [*study.pretrain.sets, f"train.device={args.device}"]

@@ -195,3 +195,10 @@ def test_two_process_gloo_ddp_run(data_root, tmp_path):
     assert records[0]["images_per_s"] > 0
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["steps"] == 6 and 0 <= summary["miou"] <= 1
+
+
+def test_run_folder_defaults_to_runs_slash_encoder(data_root, tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("--data-root", data_root, "--iters", "1", *CLI_ARGS)
+    assert code == 0, err
+    assert (tmp_path / "runs" / ENCODER / "metrics.json").is_file()
