@@ -61,7 +61,7 @@ class OptimConfig:
 class ScheduleConfig:
     """Length and shape of the lr schedule; every schedule is stepped per iteration (timm's factory)."""
 
-    epochs: int | None = None  # give exactly one of epochs and iters
+    epochs: int | None = None  # at most one of epochs and iters; neither: 20k iters (seg), 90 epochs (cls)
     iters: int | None = None
     name: Literal["poly", "cosine", "multistep"] = "poly"
     power: float = 0.9  # poly

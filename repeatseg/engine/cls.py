@@ -100,7 +100,7 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
 
     trainer = build_trainer(
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
-        primary_metric="top1", resume=resume,
+        primary_metric="top1", resume=resume, default_length={"epochs": 90},  # the paper's ImageNet length
         metadata={"model": cfg.model.name, "num_classes": cfg.model.num_classes, "task": "classification",
                   "classes": train_loader.dataset.classes},
     )

@@ -21,6 +21,7 @@ from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import autocast_dtype, build_trainer, seed_everything, start_run, uses_channels_last
 
 SYNTHETIC_ROOT = "demo_data"
+DEFAULT_LENGTH = {"iters": 20000}  # when a config gives neither epochs nor iters (mmseg's 20k for VOC)
 
 
 def data_root(cfg: SegConfig, dist: DistInfo) -> Path:
@@ -127,7 +128,7 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
 
     trainer = build_trainer(
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
-        primary_metric="miou", resume=resume,
+        primary_metric="miou", resume=resume, default_length=DEFAULT_LENGTH,
         metadata={"encoder": cfg.model.encoder, "classes": cfg.model.classes, "in_channels": cfg.model.in_channels,
                   "task": "segmentation"},
     )

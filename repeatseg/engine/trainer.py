@@ -64,11 +64,14 @@ def start_run(run_dir: Path, resume: bool) -> None:
     Path(run_dir).mkdir(parents=True, exist_ok=True)
 
 
-def total_steps(schedule_cfg, steps_per_epoch: int) -> int:
-    """The schedule's length in optimiser steps, from exactly one of ``epochs`` and ``iters``."""
+def total_steps(schedule_cfg, steps_per_epoch: int, default: dict) -> int:
+    """The schedule's length in optimiser steps, from ``epochs`` or ``iters`` (not both), else from
+    the task's ``default`` (``{"iters": N}`` or ``{"epochs": N}``)."""
     epochs, iters = schedule_cfg.epochs, schedule_cfg.iters
-    if (epochs is None) == (iters is None):
-        raise ValueError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters)")
+    if epochs is not None and iters is not None:
+        raise ValueError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters), not both")
+    if epochs is None and iters is None:
+        epochs, iters = default.get("epochs"), default.get("iters")
     return iters if iters is not None else epochs * steps_per_epoch
 
 
@@ -94,13 +97,13 @@ def uses_channels_last(train_cfg, dist: DistInfo) -> bool:
 
 
 def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_loader, *, prepare_batch: Callable,
-                  loss_fn: Callable, evaluate: Callable, primary_metric: str, metadata: dict,
+                  loss_fn: Callable, evaluate: Callable, primary_metric: str, metadata: dict, default_length: dict,
                   resume: bool = False) -> "Trainer":
     """Everything a task shares: device/DDP/compile, optimiser and schedule from the config,
     the Trainer, and (when ``resume``) the state of the run's last checkpoint."""
     model, train_model = prepare_model(model, cfg.train, dist)
     optimizer = build_optimizer(model, cfg.optim, cfg.train.batch_size)
-    steps = total_steps(cfg.schedule, len(train_loader))
+    steps = total_steps(cfg.schedule, len(train_loader), default_length)
     trainer = Trainer(
         model=model, train_model=train_model, optimizer=optimizer,
         scheduler=build_scheduler(optimizer, cfg.schedule, steps, len(train_loader)), train_loader=train_loader,

@@ -120,3 +120,12 @@ def test_encoder_scripts(name):
     x = torch.randn(1, 3, 64, 64)
     for got, want in zip(torch.jit.script(encoder)(x), encoder(x)):
         torch.testing.assert_close(got, want)
+
+
+def test_timm_universal_path_gives_wide_features():
+    name = tiny("resnet18", 2, "flip").timm_name
+    model = smp.Unet(f"tu-{name}", encoder_weights=None, classes=3)
+    assert model.encoder.out_channels == [3, 8, 16, 32, 64, 128]  # wide: no skip adapters on this path
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    dilated = smp.DeepLabV3Plus(f"tu-{name}", encoder_weights=None, classes=3, encoder_output_stride=8)
+    assert dilated(torch.randn(2, 3, 64, 64)).shape == (2, 3, 64, 64)

@@ -172,8 +172,9 @@ def test_cli_errors_name_the_problem(data_root, tmp_path, cli):
     assert code == 2 and "optim.lrr" in err
     code, _, err = cli("--data-root", tmp_path, "--output", tmp_path / "b", "--epochs", "1", *CLI_ARGS)
     assert code == 2 and "JPEGImages/<id>.jpg" in err
-    code, _, err = cli("--data-root", data_root, "--output", tmp_path / "c", *CLI_ARGS)
-    assert code == 2 and "--epochs" in err
+    code, _, err = cli("--data-root", data_root, "--output", tmp_path / "c", "--set", "schedule.epochs=1",
+                       "--set", "schedule.iters=2", *CLI_ARGS)
+    assert code == 2 and "not both" in err
     code, _, err = cli("--checkpoint", tmp_path / "missing", tool="eval_seg")
     assert code == 2 and "missing" in err
 
