@@ -36,6 +36,9 @@ class ChildTransform(nn.Module):
         self.tile_out = tile_out
         self.tile_in = tile_in
 
+    def reset_parameters(self) -> None:
+        """Back to the initial transform (pure tiling for every variant); nothing to reset here."""
+
     @torch.jit.unused
     def child_shape(self, parent_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         n, m, kh, kw = parent_shape

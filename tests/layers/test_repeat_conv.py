@@ -93,3 +93,14 @@ def test_export_compile_and_script_match_eager(transform):
     torch.testing.assert_close(torch.export.export(conv, (x,)).module()(x), expected)
     torch.testing.assert_close(torch.compile(conv, backend="eager", fullgraph=True)(x), expected)
     torch.testing.assert_close(torch.jit.script(conv)(x), expected)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_reset_parameters_restores_pure_tiling(transform):
+    conv = make(transform)
+    with torch.no_grad():
+        for param in conv.transform.parameters():
+            param.uniform_(-1, 1)
+    conv.reset_parameters()
+    tiles = conv.weight.view(3, 4, 2, 4, 3, 3)
+    assert torch.equal(tiles, conv.parent.view(1, 4, 1, 4, 3, 3).expand_as(tiles))
