@@ -20,3 +20,28 @@ TINY_NAMES = [
     for t in TRANSFORMS
     for width in ((1, 2, 4) if t is None else (2, 4))
 ]
+
+
+def run_killed_at_epoch(train, epoch: int):
+    """Run ``train()`` as if the job were killed when epoch ``epoch`` (0-based) starts.
+
+    Earlier epochs finish and are checkpointed; the KeyboardInterrupt is swallowed here.
+    """
+    from repeatseg.engine.trainer import Trainer
+
+    original = Trainer.train_one_epoch
+
+    def killed(self, current):
+        if current == epoch:
+            raise KeyboardInterrupt
+        return original(self, current)
+
+    Trainer.train_one_epoch = killed
+    try:
+        train()
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError(f"the run ended before epoch {epoch}")
+    finally:
+        Trainer.train_one_epoch = original

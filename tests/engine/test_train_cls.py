@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import run_killed_at_epoch
 
 import repeatseg
 from repeatseg.config import ClsConfig, load_config
@@ -15,7 +16,6 @@ from repeatseg.data.synthetic import make_synthetic_imagenet
 from repeatseg.engine import checkpoint as ckpt
 from repeatseg.engine.cls import train_classification
 from repeatseg.engine.distributed import setup
-from repeatseg.engine.trainer import Trainer
 from repeatseg.weights import export_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,19 +52,10 @@ def test_tiny_pretraining_learns_above_chance(trained):
     assert {"config.yaml", "metrics.jsonl", "metrics.json", "last.safetensors", "best.safetensors"} <= files
 
 
-def test_resume_matches_uninterrupted_run(data_root, tmp_path, monkeypatch):
+def test_resume_matches_uninterrupted_run(data_root, tmp_path):
     train_classification(config(data_root, tmp_path / "full"), tmp_path / "full", setup("cpu"))
-    original = Trainer.train_one_epoch
-
-    def killed(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train_classification(config(data_root, tmp_path / "cut"), tmp_path / "cut", setup("cpu"))
-    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    run_killed_at_epoch(lambda: train_classification(config(data_root, tmp_path / "cut"), tmp_path / "cut",
+                                                     setup("cpu")), epoch=1)
     train_classification(load_config(ClsConfig, [tmp_path / "cut/config.yaml"]), tmp_path / "cut", setup("cpu"),
                          resume=True)
     full, resumed = (ckpt.load_weights(tmp_path / run / "checkpoints/last.safetensors") for run in ("full", "cut"))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import run_killed_at_epoch
 
 from repeatseg.config import SegConfig, load_config
 from repeatseg.data.synthetic import make_synthetic_voc
@@ -18,7 +19,7 @@ from repeatseg.engine import checkpoint as ckpt
 from repeatseg.engine import seg
 from repeatseg.engine.distributed import setup
 from repeatseg.engine.seg import train_segmentation
-from repeatseg.engine.trainer import NonFiniteLossError, Trainer
+from repeatseg.engine.trainer import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = (1, 7, 13)  # ellipse/stripes, diamond/checker, triangle/dots: distinct shape, texture, hue
@@ -53,20 +54,11 @@ def test_tiny_training_learns_well_above_chance(data_root, tmp_path):
     assert summary["miou"] == metrics["miou"] and 0 <= summary["pixel_acc"] <= 1
 
 
-def test_resume_matches_uninterrupted_run(data_root, tmp_path, monkeypatch):
+def test_resume_matches_uninterrupted_run(data_root, tmp_path):
     train_segmentation(config(data_root, tmp_path / "full"), tmp_path / "full", setup("cpu"))
 
-    original = Trainer.train_one_epoch
-
-    def killed_in_epoch_three(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt  # as if the job were killed mid-epoch
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", killed_in_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
-        train_segmentation(config(data_root, tmp_path / "cut"), tmp_path / "cut", setup("cpu"))
-    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    run_killed_at_epoch(lambda: train_segmentation(config(data_root, tmp_path / "cut"), tmp_path / "cut",
+                                                   setup("cpu")), epoch=2)
     assert ckpt.load_weights(tmp_path / "cut/checkpoints/last.safetensors")  # epoch 2 survived
     train_segmentation(load_config(SegConfig, [tmp_path / "cut/config.yaml"]), tmp_path / "cut", setup("cpu"),
                        resume=True)
@@ -80,17 +72,7 @@ def test_resume_matches_uninterrupted_run(data_root, tmp_path, monkeypatch):
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    original = Trainer.train_one_epoch
-
-    def stop_after_one(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", stop_after_one)
-    with pytest.raises(KeyboardInterrupt):
-        train_segmentation(config(data_root, run), run, setup("cpu"))
-    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    run_killed_at_epoch(lambda: train_segmentation(config(data_root, run), run, setup("cpu")), epoch=1)
     before = (run / "checkpoints/last.safetensors").read_bytes()
     calls = []
 
