@@ -280,6 +280,6 @@ def load_config(
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    from .engine.checkpoint import atomic_write_text
+    from .files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

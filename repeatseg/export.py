@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from .engine.checkpoint import atomic_write_bytes
+from .files import atomic_write_bytes
 from .layers import FlipRepeat, RepeatConv2d
 
 PACK_FORMAT = "repeatseg-packed-v1"

@@ -13,7 +13,6 @@ handles is the packaging: a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
+
+from .files import sha256_of
 
 WEIGHTS_ENV = "REPEATSEG_WEIGHTS"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
@@ -60,14 +61,6 @@ class LoadReport:
 def _summarise(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(keys[:limit])
     return f"{shown}, ... ({len(keys)} keys)" if len(keys) > limit else shown
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -178,7 +171,7 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     """
     import json
 
-    from .engine.checkpoint import save_weights
+    from .files import save_weights
     from .variants import get_variant
 
     source = Path(source)

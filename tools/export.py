@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import repeatseg
-from repeatseg.engine.checkpoint import save_weights
 from repeatseg.export import export_onnx, fold, pack
+from repeatseg.files import save_weights
 
 
 def main(args: argparse.Namespace) -> int:

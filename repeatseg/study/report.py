@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from ..config import SegConfig, StudyConfig, load_config  # noqa: E402
 from ..data import IGNORE_INDEX, VOCSegmentation, collate_padded, to_device, voc_palette  # noqa: E402
-from ..engine.checkpoint import atomic_write_text, write_json  # noqa: E402
+from ..files import atomic_write_text, write_json  # noqa: E402
 from ..segmenter import load_segmenter  # noqa: E402
 from ..variants import get_variant  # noqa: E402
 from .aggregate import PAPER_TABLE3, Row, paper_relative_contribution, read_cell, summarise  # noqa: E402

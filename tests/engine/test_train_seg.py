@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from tiny import run_killed_at_epoch
 
+import repeatseg.files
 from repeatseg.config import SegConfig, load_config
 from repeatseg.data.synthetic import make_synthetic_voc
 from repeatseg.engine import checkpoint as ckpt
@@ -94,7 +95,7 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch)
     def crash(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt.os, "replace", crash)
+    monkeypatch.setattr(repeatseg.files.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         ckpt.save_weights(path, {"w": torch.zeros(3)})
     assert torch.equal(ckpt.load_weights(path)["w"], torch.ones(3))
