@@ -4,13 +4,18 @@ Definitions (all counts are elements, all bytes are exact):
 
 - ``trainable_params``: elements of trainable parameters, as the optimiser sees them. An
   f-RepeatNet layer trains a float score per child weight, so this is as large as the dense twin.
-- ``stored_floats``: floats a deployed model keeps: every parameter except f-scores, plus the BN
-  running statistics (parents, BN, adapters, swish scalars, decoder).
-- ``mask_bits``: one bit per f-RepeatNet child weight (the sign of its score).
+- ``stored_floats``: floats a deployed model keeps: every parameter except those its layers store
+  as bits (f-scores), plus the BN running statistics (parents, BN, adapters, swish scalars, bases,
+  decoder). A shared tensor (a shared parent, a filter basis) counts once.
+- ``mask_bits``: bits a deployed model keeps (one per f-RepeatNet child weight, the sign of its
+  score), as the layers declare them (``SharingLayer.bit_parameters``).
 - ``fp32_bytes``: a plain fp32 checkpoint of the training-time model: 4 x (trainable + BN statistics).
-- ``packed_bytes``: 4 x ``stored_floats`` + ``ceil(bits / 8)`` per layer's mask.
+- ``packed_bytes``: 4 x ``stored_floats`` + ``ceil(bits / 8)`` per bit-stored tensor.
 - ``macs``: multiply-accumulates of the convolutions and linear layers for one image of
   ``input_size`` x ``input_size``; BN, activations, pooling and interpolation are not counted.
+
+Ratios compare with the variant's ``reference``: the dense model of the same width for a width
+family (RepeatNet), dense 1x for a compression family (shared bases, DACNN).
 
 Models are built on the meta device, so describing an 8x ResNet-34 allocates nothing.
 """
@@ -24,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .layers import FlipRepeat
+from .layers import bit_parameters
 from .registry import register
 from .variants import get_variant
 
@@ -42,7 +47,7 @@ class ModelStats:
     fp32_bytes: int
     packed_bytes: int
     macs: int
-    dense_twin: str = ""
+    dense_twin: str = ""  # the dense model the ratios compare with (variant.reference)
     ratio_to_dense: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -101,18 +106,18 @@ def count_macs(model: nn.Module, input_size: int, in_channels: int = 3) -> int:
 
 def count_storage(model: nn.Module) -> dict[str, int]:
     """Parameter and storage counts (see the module docstring for definitions)."""
-    score_ids = {id(m.scores) for m in model.modules() if isinstance(m, FlipRepeat)}
-    params = list(model.parameters())  # unique: a shared parent counts once
+    bits = bit_parameters(model)  # id(parameter) -> bits per element
+    params = list(model.parameters())  # unique: a shared tensor counts once
     trainable = sum(p.numel() for p in params if p.requires_grad)
     statistics = sum(b.numel() for b in model.buffers() if b.is_floating_point())
-    mask_layers = [p.numel() for p in params if id(p) in score_ids]
-    stored = sum(p.numel() for p in params if id(p) not in score_ids) + statistics
+    mask_layers = [p.numel() * bits[id(p)] for p in params if id(p) in bits]
+    stored = sum(p.numel() for p in params if id(p) not in bits) + statistics
     return dict(
         trainable_params=trainable,
         stored_floats=stored,
         mask_bits=sum(mask_layers),
         fp32_bytes=4 * (trainable + statistics),
-        packed_bytes=4 * stored + sum(math.ceil(bits / 8) for bits in mask_layers),
+        packed_bytes=4 * stored + sum(math.ceil(count / 8) for count in mask_layers),
     )
 
 
@@ -122,7 +127,7 @@ def _build(name: str, segmenter: bool, classes: int) -> nn.Module:
     from .segmenter import build_segmenter
 
     with torch.device("meta"):
-        return build_segmenter(name, classes=classes) if segmenter else get_encoder(name)
+        return build_segmenter(name, classes=classes) if segmenter else get_encoder(register(name).smp_key)
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,14 +138,13 @@ def _measure(name: str, input_size: int, segmenter: bool, classes: int) -> dict[
 
 def describe(name: str, input_size: int = 512, segmenter: bool = False, classes: int = 21) -> ModelStats:
     """Accounting of a registered encoder (or, with ``segmenter=True``, of its U-Net) and its
-    ratio to the dense model of the same width. The encoder is the smp encoder: backbone without
-    classifier, plus skip adapters; the segmenter adds decoder and segmentation head.
+    ratio to the dense model it is compared with (``variant.reference``). The encoder is the smp
+    encoder: backbone without classifier, plus skip adapters; the segmenter adds decoder and head.
     """
-    variant = register(get_variant(name))
-    numbers = _measure(variant.name, input_size, segmenter, classes)
-    twin = variant.dense_twin
-    register(twin)
-    dense = numbers if twin == variant else _measure(twin.name, input_size, segmenter, classes)
+    variant = get_variant(name)
+    numbers = _measure(variant.smp_key, input_size, segmenter, classes)
+    twin = variant.reference
+    dense = numbers if twin == variant else _measure(twin.smp_key, input_size, segmenter, classes)
     ratios = {key: numbers[key] / dense[key] for key in STAT_KEYS if dense[key]}
     return ModelStats(
         name=variant.name, scope="segmenter" if segmenter else "encoder", input_size=input_size,

@@ -29,6 +29,7 @@ class ModelConfig:
     weights_dir: str | None = None
     classes: int = 21
     in_channels: int = 3
+    options: dict = field(default_factory=dict)  # model options, e.g. {gradient: bireal} (--set model.options.gradient=bireal)
 
 
 @dataclass
@@ -55,6 +56,9 @@ class OptimConfig:
     # Parameter kinds without weight decay: "norm" (BN), "bias", "scores" (f-RepeatNet latent
     # scores), "transform" (s-RepeatNet b1/b2). The authors decayed everything: set [] for that.
     no_decay: list[str] = field(default_factory=lambda: ["norm", "bias", "scores", "transform"])
+    # Weight of the model's regularisation term (shared bases: the orthogonality penalty); null:
+    # what the model's layers ask for (10 for shared bases, 0 for families without a term).
+    regularization_weight: float | None = None
 
 
 @dataclass
@@ -104,6 +108,7 @@ class ClsModelConfig:
     name: str = "repeat_resnet18_f4"  # a timm model name
     num_classes: int = 1000
     drop_rate: float = 0.0
+    options: dict = field(default_factory=dict)  # model options, as in ModelConfig
 
 
 @dataclass

@@ -1,14 +1,17 @@
-"""Deployment: fold generated weights into plain convs, store f-RepeatNet masks as packed bits, ONNX.
+"""Deployment: fold shared and generated weights into plain convs, store bit parameters packed, ONNX.
 
-- ``fold(model)``: every RepeatConv2d becomes an ``nn.Conv2d`` holding its generated weight. The
-  parameter names become the dense twin's (``layer1.0.conv1.weight``), so the folded state_dict
-  loads into the dense registered model of the same width and runs there with no RepeatNet code.
+- ``fold(model)``: every layer that folds (``SharingLayer.folded``) is replaced by the plain
+  module it computes: a RepeatConv2d by an ``nn.Conv2d`` holding its generated weight (names
+  become the dense twin's, ``layer1.0.conv1.weight``, so a folded RepeatNet loads into the dense
+  registered model of the same width), a shared-basis conv by one 3x3 conv with bias (inference).
 - ``pack(model, path)`` / ``load_packed(path)``: a safetensors file holding every float tensor
-  except f-scores, plus one bit per f-child weight (the sign of its score, 8 per byte,
-  ``np.packbits`` order over the child's flattened weight) under ``<conv>.transform.signbits``.
-  Its size is the closed-form ``packed_bytes`` of ``repeatseg.describe`` plus the safetensors
-  header. A sha256 over all tensor bytes is stored and checked: a truncated or altered file is
-  refused. Loading sets each score to +1 or -1, which reproduces the outputs exactly.
+  once (a tensor shared by several layers is stored under its first name; the others are listed
+  in the metadata as aliases) and, for the parameters layers store as bits (f-scores), one bit per
+  element (the sign, 8 per byte, ``np.packbits`` order over the flattened tensor) under
+  ``<name without .scores>.signbits``. Its size is the closed-form ``packed_bytes`` of
+  ``repeatseg.describe`` plus the safetensors header. A sha256 over all tensor bytes is stored
+  and checked: a truncated or altered file is refused. Loading sets each score to +1 or -1, which
+  reproduces the outputs exactly.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from safetensors.torch import load, save
 from torch import nn
 
 from .files import atomic_write_bytes
-from .layers import FlipRepeat, RepeatConv2d
+from .layers import bit_parameter_names, fold_layers
 
 PACK_FORMAT = "repeatseg-packed-v1"
 SIGNBITS = ".signbits"
@@ -33,27 +36,11 @@ SIGNBITS = ".signbits"
 
 # ----------------------------------------------------------------------------------------- fold
 
-def _plain_conv(conv: RepeatConv2d) -> nn.Conv2d:
-    plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
-                      device=conv.parent.device, dtype=conv.parent.dtype)
-    with torch.no_grad():
-        plain.weight.copy_(conv.weight)
-        if conv.bias is not None:
-            plain.bias.copy_(conv.bias)
-    return plain
-
-
 def fold(model: nn.Module, fuse_bn: bool = False) -> nn.Module:
-    """A copy of ``model`` (in eval mode) with every RepeatConv2d replaced by a plain Conv2d
-    holding its generated weight; with ``fuse_bn``, each conv directly followed by a BatchNorm in
-    the same parent module also absorbs it (inference only; the BN becomes Identity)."""
-    folded = copy.deepcopy(model)
-    for parent in list(folded.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, RepeatConv2d):
-                setattr(parent, name, _plain_conv(child))
-    folded.eval()
+    """A copy of ``model`` in eval mode with every folding layer replaced by its plain module;
+    with ``fuse_bn``, each conv directly followed by a BatchNorm in the same parent module also
+    absorbs it (inference only; the BN becomes Identity)."""
+    folded = fold_layers(copy.deepcopy(model).eval()).eval()  # eval twice: folded modules start in train mode
     if fuse_bn:
         _fuse_conv_bn(folded)
     return folded
@@ -80,30 +67,34 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def packed_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
-    """(tensors to store, {signbits key: child shape}) for a model's state."""
-    score_keys = {f"{name}.scores" for name, module in model.named_modules() if isinstance(module, FlipRepeat)}
-    tensors, shapes = {}, {}
-    for key, value in model.state_dict().items():
-        value = value.detach().cpu()
-        if key in score_keys:
-            bits = np.packbits((value >= 0).numpy().reshape(-1))
-            stem = key[: -len(".scores")]
-            tensors[stem + SIGNBITS] = torch.from_numpy(bits)
-            shapes[stem + SIGNBITS] = list(value.shape)
-        elif key.endswith("num_batches_tracked"):
+def packed_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, list[int]], dict[str, str]]:
+    """(tensors to store, {signbits key: shape of the bit-stored tensor}, {alias key: stored key})."""
+    bit_keys = bit_parameter_names(model)
+    tensors, shapes, aliases, first_key = {}, {}, {}, {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        if key.endswith("num_batches_tracked"):
             continue  # a training counter, not needed to run the model
+        if id(value) in first_key:  # shared by several layers: stored once
+            aliases[key] = first_key[id(value)]
+            continue
+        first_key[id(value)] = key
+        value = value.detach().cpu()
+        if key in bit_keys:
+            stem = key.rsplit(".", 1)[0]
+            tensors[stem + SIGNBITS] = torch.from_numpy(np.packbits((value >= 0).numpy().reshape(-1)))
+            shapes[stem + SIGNBITS] = list(value.shape)
         else:
             tensors[key] = value.contiguous().clone()
-    return tensors, shapes
+    return tensors, shapes, aliases
 
 
 def pack(model: nn.Module, path: str | Path, metadata: dict | None = None) -> dict:
     """Write ``model`` in packed form; ``metadata`` must let ``load_packed`` rebuild it (the
     segmenter's ``encoder``, ``classes``, ``in_channels``). Returns the stored metadata."""
-    tensors, shapes = packed_tensors(model)
+    tensors, shapes, aliases = packed_tensors(model)
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    meta.update(format=PACK_FORMAT, sha256=_checksum(tensors), signbit_shapes=json.dumps(shapes))
+    meta.update(format=PACK_FORMAT, sha256=_checksum(tensors), signbit_shapes=json.dumps(shapes),
+                aliases=json.dumps(aliases))
     atomic_write_bytes(path, save(tensors, metadata=meta))
     return meta
 
@@ -135,6 +126,8 @@ def unpack_state(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict
             raise ValueError(f"{key}: {packed.size} bytes of signs for {count} weights")
         bits = np.unpackbits(packed, count=count).reshape(shape)
         state[key[: -len(SIGNBITS)] + ".scores"] = torch.from_numpy(np.where(bits, 1.0, -1.0).astype(np.float32))
+    for alias, stored in json.loads(meta.get("aliases") or "{}").items():
+        state[alias] = state[stored]
     return state
 
 
@@ -145,8 +138,10 @@ def load_packed(path: str | Path) -> nn.Module:
     tensors, meta = read_packed(path)
     if "encoder" not in meta:
         raise ValueError(f"{path} does not name its encoder")
+    from .segmenter import stored_options
+
     model = build_segmenter(meta["encoder"], classes=int(meta.get("classes", 21)),
-                            in_channels=int(meta.get("in_channels", 3)))
+                            in_channels=int(meta.get("in_channels", 3)), options=stored_options(meta))
     missing, unexpected = model.load_state_dict(unpack_state(tensors, meta), strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:

@@ -8,7 +8,6 @@ from pathlib import Path
 import segmentation_models_pytorch as smp
 
 from .registry import register
-from .variants import get_variant
 from .weights import load_encoder_weights
 
 log = logging.getLogger(__name__)
@@ -26,23 +25,27 @@ def build_segmenter(
     encoder_weights: str | Path | None = None,
     weights_dir: str | Path | None = None,
     strict: bool = True,
+    options: dict | None = None,
 ) -> smp.Unet:
-    """U-Net (encoder depth 5, decoder ``DECODER_CHANNELS``) on a registered repeatseg encoder.
+    """U-Net (encoder depth 5, decoder ``DECODER_CHANNELS``) on a repeatseg encoder (any name
+    of a family's grammar; ``options`` are model options, e.g. ``{"gradient": "bireal"}``, added
+    to any the name carries in brackets).
 
     ``encoder_weights`` is None, a checkpoint path, or a tag resolved in ``weights_dir`` /
     ``$REPEATSEG_WEIGHTS`` (see ``repeatseg.weights``). Weights are loaded into a 3-channel stem,
     then smp adapts that stem to ``in_channels``, as it does for its own pretrained encoders.
     The load report is kept as ``model.encoder_weights_report`` (None without weights).
     """
-    variant = register(get_variant(encoder))
+    variant = register(encoder, **(options or {}))
     model = smp.Unet(
-        encoder_name=variant.name,
+        encoder_name=variant.smp_key,
         encoder_depth=5,
         encoder_weights=None,
         decoder_channels=DECODER_CHANNELS,
         in_channels=3 if encoder_weights is not None else in_channels,
         classes=classes,
     )
+    model.encoder_variant = variant
     model.encoder_weights_report = None
     if encoder_weights is not None:
         report = load_encoder_weights(
@@ -67,9 +70,17 @@ def find_checkpoint(source: str | Path) -> Path:
     return source
 
 
+def stored_options(metadata: dict) -> dict:
+    """The model options a checkpoint's metadata records (JSON under ``options``; none in older files)."""
+    import json
+
+    return json.loads(metadata.get("options") or "{}")
+
+
 def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.Unet, dict]:
     """A trained segmenter from a ``train_seg.py`` run folder or checkpoint file, and its metadata
-    (which names encoder, classes and in_channels; ``encoder`` overrides or fills it in)."""
+    (which names encoder, classes, in_channels and model options; ``encoder`` overrides or fills
+    in the encoder)."""
     from .weights import read_checkpoint
 
     path = find_checkpoint(source)
@@ -78,6 +89,6 @@ def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.
     if not encoder:
         raise ValueError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
     model = build_segmenter(encoder, classes=int(metadata.get("classes", 21)),
-                            in_channels=int(metadata.get("in_channels", 3)))
+                            in_channels=int(metadata.get("in_channels", 3)), options=stored_options(metadata))
     model.load_state_dict(tensors)
     return model, dict(metadata, encoder=encoder, checkpoint=str(path))

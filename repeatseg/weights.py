@@ -164,7 +164,8 @@ def load_encoder_weights(
 
 def export_encoder(source: str | Path, output: str | Path, which: str = "best") -> dict:
     """Write a classification run's encoder (head dropped) as safetensors with metadata naming the
-    smp encoder it fits, the variant, epochs and top-1; returns the metadata.
+    smp encoder it fits, the variant (family, width, model options, ...), epochs and top-1;
+    returns the metadata.
 
     ``source`` is a ``train_cls.py`` run folder (its ``which`` checkpoint: best or last) or a
     checkpoint file inside one. ``build_segmenter`` refuses the file for any other encoder.
@@ -185,9 +186,9 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     run_dir = path.parent.parent
     summary = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     top1 = summary.get("best_top1" if path.stem == "best" else "top1")
+    options = json.loads(metadata.get("options") or "{}")
     exported = {
-        "encoder": variant.name, "model": variant.timm_name, "arch": variant.arch, "width": str(variant.width),
-        "transform": variant.transform or "dense", "base_width": str(variant.base_width),
+        **variant.with_options(**options).metadata(),
         "epochs": metadata.get("epoch", ""), "top1": "" if top1 is None else f"{top1:.6f}",
         "source": str(path), "source_sha256": sha256_of(path),
     }

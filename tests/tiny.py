@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import repeatseg
-from repeatseg.variants import EncoderVariant
+from repeatseg.variants import EncoderVariant, Variant
 
 TINY_BASE = 8
 TRANSFORMS = (None, "linear", "swish", "flip")
@@ -14,12 +14,22 @@ def tiny(arch: str = "resnet18", width: int = 2, transform: str | None = "flip")
     return repeatseg.register(EncoderVariant(arch, width, transform, base_width=TINY_BASE))
 
 
+def tiny_named(name: str) -> Variant:
+    """Register (idempotently) and return a variant by name, e.g. ``basis_r18_s4u1_b8``."""
+    return repeatseg.register(name)
+
+
 TINY_NAMES = [
     tiny(arch, width, t).name
     for arch in ("resnet18", "resnet34")
     for t in TRANSFORMS
     for width in ((1, 2, 4) if t is None else (2, 4))
 ]
+
+# One or two tiny members of every other family (the family table's other rows).
+FAMILY_TINY_NAMES = [tiny_named(name).name for name in (
+    "basis_r18_s4u1_b8", "basis_r34_s4u1d_b8",
+)]
 
 
 def run_killed_at_epoch(train, epoch: int):

@@ -116,15 +116,15 @@ def alternate(measure, pair: dict, repeats: int) -> dict[str, list[float]]:
 def main(args: argparse.Namespace) -> int:
     try:
         candidate = repeatseg.get_variant(args.encoder)
-        dense = repeatseg.get_variant(args.against) if args.against else candidate.dense_twin
+        dense = repeatseg.get_variant(args.against) if args.against else candidate.reference
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     torch.manual_seed(0)
     bench = Bench(args, device)
-    names = {"candidate": candidate.name, "dense": dense.name}
-    models = {key: repeatseg.build_segmenter(name, classes=args.classes) for key, name in names.items()}
+    models = {"candidate": repeatseg.build_segmenter(candidate.smp_key, classes=args.classes),
+              "dense": repeatseg.build_segmenter(dense.smp_key, classes=args.classes)}
     folded = {key: bench.prepare(fold(model)) for key, model in models.items()}
     trained = {key: bench.prepare(model.train()) for key, model in models.items()}
     optimizers = {key: torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) for key, model in trained.items()}

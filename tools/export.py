@@ -31,11 +31,13 @@ def main(args: argparse.Namespace) -> int:
     keep = {k: metadata[k] for k in ("encoder", "classes", "in_channels") if k in metadata}
     output = Path(args.output)
     if args.fold:
-        twin = variant.dense_twin.name
-        meta = dict(keep, encoder=twin, folded_from=variant.name, fused_bn=str(args.fuse_bn))
+        # A folded RepeatNet is its dense twin; other families fold into plain convs of their own layout.
+        twin = variant.reference.name if variant.kind == "width" else None
+        meta = dict(keep, encoder=twin or variant.name, folded_from=variant.name, fused_bn=str(args.fuse_bn))
         save_weights(output, fold(model, fuse_bn=args.fuse_bn).state_dict(), meta)
-        print(f"wrote {output}: plain convs; load with repeatseg.build_segmenter({twin!r}, classes=...)"
-              + (" after fusing BN" if args.fuse_bn else ""))
+        how = (f"repeatseg.build_segmenter({twin!r}, classes=...)" if twin else
+               f"repeatseg.fold(repeatseg.build_segmenter({variant.name!r}, classes=...))")
+        print(f"wrote {output}: plain convs; load into {how}" + (" after fusing BN" if args.fuse_bn else ""))
     elif args.pack:
         pack(model, output, keep)
         stats = repeatseg.describe(variant.name, segmenter=True, classes=int(keep.get("classes", 21)))

@@ -1,4 +1,5 @@
-"""Accounting of repeatseg encoders: parameters, storage, MACs, and ratios to the dense twin.
+"""Accounting of repeatseg encoders: parameters, storage, MACs, and ratios to the dense model each
+is compared with (the dense model of the same width; dense 1x for the compression families).
 
     python tools/model_info.py --encoder repeat_r18_f4
     python tools/model_info.py --all [--segmenter] [--input-size 512] [--json]
@@ -27,9 +28,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def table(stats: list[repeatseg.ModelStats]) -> str:
-    header = ["name", *STAT_KEYS, "packed vs dense", "trainable vs dense"]
+    header = ["name", *STAT_KEYS, "vs", "packed vs dense", "trainable vs dense"]
     rows = [
-        [s.name, *(format_count(getattr(s, key), key) for key in STAT_KEYS),
+        [s.name, *(format_count(getattr(s, key), key) for key in STAT_KEYS), s.dense_twin,
          f"{s.ratio_to_dense['packed_bytes']:.3f}x", f"{s.ratio_to_dense['trainable_params']:.3f}x"]
         for s in stats
     ]
@@ -52,7 +53,8 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps([s.as_dict() for s in stats], indent=2))
     elif args.all:
         scope = "U-Net segmenter" if args.segmenter else "encoder (backbone + skip adapters)"
-        print(f"{scope}; MACs at {args.input_size}x{args.input_size}; ratios against the dense model of the same width")
+        print(f"{scope}; MACs at {args.input_size}x{args.input_size}; ratios against the dense model in 'vs' "
+              "(same width; dense 1x for compression families)")
         print(table(stats))
     else:
         print(stats[0])

@@ -1,5 +1,8 @@
-"""Classification backbones (timm models). Importing this package registers them in timm."""
+"""Classification backbones, one file per family (timm models). Importing registers them in timm."""
 
-from .resnet import BasicBlock, RepeatResNet, make_conv, register_timm_variant
+from .base import ARCH_LAYERS, ResNetBackbone, Variant
+from .basis import BasisResNet, BasisVariant
+from .resnet import BasicBlock, EncoderVariant, RepeatResNet, plain_conv, repeat_conv
 
-__all__ = ["RepeatResNet", "BasicBlock", "make_conv", "register_timm_variant"]
+__all__ = ["ResNetBackbone", "Variant", "ARCH_LAYERS", "RepeatResNet", "EncoderVariant", "BasicBlock", "plain_conv",
+           "repeat_conv", "BasisResNet", "BasisVariant"]

@@ -10,56 +10,56 @@ Parameter names follow torchvision and timm (``conv1``, ``bn1``, ``layer1.0.conv
 ``layer2.0.downsample.0``, ``fc``), so a dense 1x model loads their ImageNet checkpoints as they
 are (see ``repeatseg.weights``). RepeatNet convs hold ``parent`` and ``transform.*`` instead of
 ``weight``.
+
+Names: ``dense_r18_w4`` / ``dense_resnet18_w4`` and ``repeat_r18_f4`` / ``repeat_resnet18_f4``
+(one letter per registered transform: ``l`` linear, ``s`` swish, ``f`` flip, ...).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from ..layers import RepeatConv2d
-from ..variants import VARIANTS, EncoderVariant
+from ..layers import TRANSFORMS, RepeatConv2d
+from .base import ARCH_LAYERS, ResNetBackbone, Variant, create, register_variant, resolve_options
+
+WIDTHS = (1, 2, 4, 8)
 
 
-def make_conv(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int,
-    stride: int = 1,
-    *,
-    tile_in: int = 1,
-    tile_out: int = 1,
-    transform: str | None = None,
-    transform_options: dict | None = None,
-) -> nn.Conv2d:
-    """A bias-free 'same'-padded conv: plain when ``transform`` is None, else a RepeatConv2d."""
-    padding = kernel_size // 2
-    if transform is None:
-        return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
-    return RepeatConv2d(
-        in_channels, out_channels, kernel_size, stride, padding,
-        tile_in=tile_in, tile_out=tile_out, transform=transform, transform_options=transform_options,
-    )
+def plain_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+               tile_in: int = 1, tile_out: int = 1) -> nn.Conv2d:
+    """A bias-free 'same'-padded conv (the tile factors are ignored: a dense layer)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False)
+
+
+def repeat_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, tile_in: int = 1,
+                tile_out: int = 1, *, transform: str, transform_options: dict | None = None) -> RepeatConv2d:
+    """A bias-free 'same'-padded RepeatConv2d with ``tile_out x tile_in`` tiles of its parent."""
+    return RepeatConv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, tile_in=tile_in,
+                        tile_out=tile_out, transform=transform, transform_options=transform_options)
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block; ``tile_in``/``tile_out`` are the repetition factors of its input and output."""
+    """ResNet basic block. ``conv`` builds its convs (``plain_conv`` or a ``repeat_conv`` partial);
+    ``tile_in``/``tile_out`` are the repetition factors of its input and output."""
 
-    def __init__(self, in_channels: int, channels: int, stride: int, tile_in: int, tile_out: int, conv_args: dict):
+    def __init__(self, in_channels: int, channels: int, stride: int = 1, tile_in: int = 1, tile_out: int = 1,
+                 conv: Callable[..., nn.Conv2d] = plain_conv):
         super().__init__()
-        self.conv1 = make_conv(in_channels, channels, 3, stride, tile_in=tile_in, tile_out=tile_out, **conv_args)
+        self.conv1 = conv(in_channels, channels, 3, stride, tile_in, tile_out)
         self.bn1 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = make_conv(channels, channels, 3, tile_in=tile_out, tile_out=tile_out, **conv_args)
+        self.conv2 = conv(channels, channels, 3, 1, tile_out, tile_out)
         self.bn2 = nn.BatchNorm2d(channels)
         self.downsample = None
         if stride != 1 or in_channels != channels:
-            self.downsample = nn.Sequential(
-                make_conv(in_channels, channels, 1, stride, tile_in=tile_in, tile_out=tile_out, **conv_args),
-                nn.BatchNorm2d(channels),
-            )
+            self.downsample = nn.Sequential(conv(in_channels, channels, 1, stride, tile_in, tile_out),
+                                            nn.BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -68,144 +68,262 @@ class BasicBlock(nn.Module):
         return self.relu(x + shortcut)
 
 
-def dilate_(module: nn.Module, rate: int) -> None:
-    """Trade every conv's stride for dilation ``rate`` (how output strides 16 and 8 are made)."""
-    for conv in module.modules():
-        if isinstance(conv, nn.Conv2d):
-            conv.stride = (1, 1)
-            conv.dilation = (rate, rate)
-            conv.padding = tuple((k // 2) * rate for k in conv.kernel_size)
+def transform_option_names() -> dict[str, Any]:
+    """Every option some registered transform reads, with its default."""
+    return {name: default for cls in TRANSFORMS.values() for name, default in cls.OPTIONS.items()}
 
 
-class RepeatResNet(nn.Module):
-    """ResNet classifier, dense (``transform=None``) or RepeatNet (``linear``/``swish``/``flip``).
+class RepeatResNet(ResNetBackbone):
+    """ResNet classifier, dense (``transform=None``) or RepeatNet (a registered transform name).
 
     Args:
         layers: blocks per stage, (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34.
         width: width factor of layer1..layer4 (the repetition factor of a RepeatNet model).
         transform: None for plain convs, else the RepeatNet child transform.
-        transform_options: options of the transform (``score_init``, ``gradient``, ``init``).
+        options: model options (``OPTIONS``: ``gradient``, ``score_init``, ``swish_init``, ...);
+            each transform reads its own. ``transform_options`` is the older name.
         base_width: stem width of the 1x model (64 for ResNet; tests use tiny ones).
-        num_classes, in_chans, drop_rate: as timm; ``num_classes=0`` returns pooled features.
-        output_stride: 32, 16 or 8 (later stages dilated instead of strided).
+        **kwargs: ``ResNetBackbone``'s (num_classes, in_chans, drop_rate, output_stride, global_pool).
     """
 
-    def __init__(
-        self,
-        layers: tuple[int, ...] = (2, 2, 2, 2),
-        width: int = 1,
-        transform: str | None = None,
-        transform_options: dict | None = None,
-        base_width: int = 64,
-        num_classes: int = 1000,
-        in_chans: int = 3,
-        drop_rate: float = 0.0,
-        output_stride: int = 32,
-        global_pool: str = "avg",
-    ):
-        super().__init__()
-        if global_pool != "avg":
-            raise ValueError(f"only global_pool='avg' is supported, got {global_pool!r}")
-        self.width = width
-        self.transform = transform
-        self.num_classes = num_classes
-        self.drop_rate = drop_rate
-        self.conv1 = nn.Conv2d(in_chans, base_width, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(base_width)
-        self.act1 = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        return transform_option_names()  # read at call time: transforms may register later
 
-        conv_args = dict(transform=transform, transform_options=transform_options)
-        in_channels, tile_in = base_width, 1
-        self.feature_info = [dict(num_chs=base_width, reduction=2, module="act1")]
+    def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), width: int = 1, transform: str | None = None,
+                 options: dict | None = None, base_width: int = 64, transform_options: dict | None = None, **kwargs):
+        options = resolve_options(self.option_defaults(), {**(transform_options or {}), **(options or {})},
+                                  type(self).__name__)
+        conv = plain_conv
+        if transform is not None:
+            if transform not in TRANSFORMS:
+                raise ValueError(f"unknown RepeatNet transform {transform!r}; expected one of {tuple(TRANSFORMS)}")
+            own = {k: v for k, v in options.items() if k in TRANSFORMS[transform].OPTIONS}
+            conv = functools.partial(repeat_conv, transform=transform, transform_options=own)
+        stages, in_channels, tile_in = [], base_width, 1
         for index, blocks in enumerate(layers):
             channels = base_width * 2**index * width
-            stride = 1 if index == 0 else 2
             stage = []
             for block in range(blocks):
-                stage.append(BasicBlock(in_channels, channels, stride if block == 0 else 1, tile_in, width, conv_args))
+                stride = 2 if index > 0 and block == 0 else 1
+                stage.append(BasicBlock(in_channels, channels, stride, tile_in, width, conv))
                 in_channels, tile_in = channels, width
-            self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
-            self.feature_info.append(dict(num_chs=channels, reduction=4 * 2**index, module=f"layer{index + 1}"))
-        self.num_features = self.head_hidden_size = in_channels
-
-        self.global_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        self._init_weights()
-        self.set_output_stride(output_stride)
-
-    def _init_weights(self) -> None:
-        # torchvision's ResNet init; RepeatConv2d initialises its own parent.
-        for module in self.modules():
-            if type(module) is nn.Conv2d:
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    def set_output_stride(self, output_stride: int) -> None:
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        if output_stride <= 16:
-            dilate_(self.layer4, 32 // output_stride)
-        if output_stride == 8:
-            dilate_(self.layer3, 2)
-        for info in self.feature_info:
-            info["reduction"] = min(info["reduction"], output_stride)
-
-    # timm's classifier API
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x)
-        if self.drop_rate:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+            stages.append((nn.Sequential(*stage), channels))
+        super().__init__(stages, stem_width=base_width, **kwargs)
+        self.width, self.transform, self.options = width, transform, options
 
 
-# ---------------------------------------------------------------------------------------------
-# timm registration: one entrypoint per row of the variant table (repeatseg.variants).
+@dataclass(frozen=True)
+class EncoderVariant(Variant):
+    """Dense (``transform=None``) and RepeatNet ResNets: ``dense_r18_w4``, ``repeat_r18_f4``."""
 
-def _cfg(**kwargs) -> dict:
-    return dict(
-        url="", num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875,
-        interpolation="bilinear", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
-        first_conv="conv1", classifier="fc", license="apache-2.0", **kwargs,
-    )
+    arch: str = "resnet18"
+    width: int = 1
+    transform: str | None = None
+    base_width: int = 64
+    options: tuple = ()
+
+    prefixes: ClassVar[tuple[str, ...]] = ("dense", "repeat")
+    CODE: ClassVar[str] = r"(?P<letter>[a-z])(?P<width>\d+)"
+    model_cls: ClassVar[type[nn.Module]] = RepeatResNet
+
+    def __post_init__(self):
+        if self.arch not in ARCH_LAYERS:
+            raise ValueError(f"unknown architecture {self.arch!r}; expected one of {sorted(ARCH_LAYERS)}")
+        if self.transform is not None and self.transform not in TRANSFORMS:
+            raise ValueError(f"unknown transform {self.transform!r}; expected one of {tuple(TRANSFORMS)}")
+        if self.width < 1 or (self.transform is not None and self.width < 2):
+            raise ValueError(f"width must be >= 1 (>= 2 for a RepeatNet variant), got {self.width}")
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "dense" if self.transform is None else "width"
+
+    @property
+    def family(self) -> str:
+        return "dense" if self.transform is None else "repeat"
+
+    @property
+    def code(self) -> str:
+        return f"{'w' if self.transform is None else TRANSFORMS[self.transform].code}{self.width}"
+
+    @classmethod
+    def from_code(cls, arch: str, base_width: int, match) -> EncoderVariant | None:
+        letter = match["letter"]
+        transform = None if letter == "w" else next((n for n, t in TRANSFORMS.items() if t.code == letter), "?")
+        return cls(arch, int(match["width"]), transform, base_width)
+
+    def model_args(self) -> dict:
+        return dict(layers=ARCH_LAYERS[self.arch], width=self.width, transform=self.transform,
+                    base_width=self.base_width, options=self.option_dict)
+
+    @property
+    def dense_twin(self) -> EncoderVariant:
+        """The dense model of the same width: what ratios and relative contributions compare against."""
+        return EncoderVariant(self.arch, self.width, None, self.base_width)
+
+    @property
+    def reference(self) -> EncoderVariant:
+        return self.dense_twin
+
+    @property
+    def contrast(self) -> tuple[EncoderVariant, EncoderVariant] | None:
+        if self.transform is None:
+            return None
+        return self.dense_twin, EncoderVariant(self.arch, 1, None, self.base_width)
+
+    @property
+    def label(self) -> str:
+        return "dense" if self.transform is None else f"RepeatNet ({self.transform})"
+
+    def metadata(self) -> dict[str, str]:
+        return dict(super().metadata(), transform=self.transform or "dense")
 
 
-default_cfgs: dict = {}
+def dense_at(arch: str, base_width: int, width: int = 1) -> EncoderVariant:
+    """The dense ResNet a compression family compares with."""
+    return EncoderVariant(arch, width, None, base_width)
 
 
-def register_timm_variant(variant: EncoderVariant) -> None:
-    """Register ``variant`` as a timm model (``timm.create_model(variant.timm_name)``).
-
-    Local ImageNet weights load through timm's own mechanism:
-    ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=PATH))``.
-    """
-    name = variant.timm_name
-
-    def entrypoint(pretrained: bool = False, **kwargs) -> RepeatResNet:
-        return build_model_with_cfg(RepeatResNet, name, pretrained, **dict(variant.model_args(), **kwargs))
-
-    entrypoint.__name__ = entrypoint.__qualname__ = name
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"{name}: {variant.arch}, width {variant.width}, {variant.transform or 'dense'}."
-    default_cfgs.update(generate_default_cfgs({name: _cfg()}))
-    register_model(entrypoint)
+def compression_contrast(arch: str, base_width: int) -> tuple[EncoderVariant, EncoderVariant]:
+    """(dense 1x, dense 1x at half the base width): a smaller-than-1x model's relative contribution."""
+    return dense_at(arch, base_width), dense_at(arch, base_width // 2)
 
 
-for _variant in VARIANTS.values():
-    register_timm_variant(_variant)
+VARIANT = EncoderVariant  # what the family table (repeatseg.variants.FAMILIES) reads
+
+
+def _create(name: str, pretrained: bool = False, **kwargs) -> RepeatResNet:
+    return create(EncoderVariant.parse(name), pretrained, **kwargs)
+
+
+# ------------------------------------------------------------------ registered variants (timm names)
+
+@register_variant
+def dense_resnet18_w1(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("dense_resnet18_w1", pretrained, **kwargs)
+
+
+@register_variant
+def dense_resnet18_w2(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("dense_resnet18_w2", pretrained, **kwargs)
+
+
+@register_variant
+def dense_resnet18_w4(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("dense_resnet18_w4", pretrained, **kwargs)
+
+
+@register_variant
+def dense_resnet18_w8(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("dense_resnet18_w8", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_l2(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_l2", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_l4(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_l4", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_l8(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_l8", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_s2(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_s2", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_s4(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_s4", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_s8(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_s8", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_f2(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_f2", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_f4(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_f4", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet18_f8(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet18_f8", pretrained, **kwargs)
+
+
+@register_variant
+def dense_resnet34_w1(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("dense_resnet34_w1", pretrained, **kwargs)
+
+
+@register_variant
+def dense_resnet34_w2(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("dense_resnet34_w2", pretrained, **kwargs)
+
+
+@register_variant
+def dense_resnet34_w4(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("dense_resnet34_w4", pretrained, **kwargs)
+
+
+@register_variant
+def dense_resnet34_w8(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("dense_resnet34_w8", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_l2(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_l2", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_l4(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_l4", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_l8(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_l8", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_s2(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_s2", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_s4(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_s4", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_s8(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_s8", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_f2(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_f2", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_f4(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_f4", pretrained, **kwargs)
+
+
+@register_variant
+def repeat_resnet34_f8(pretrained=False, **kwargs) -> RepeatResNet:
+    return _create("repeat_resnet34_f8", pretrained, **kwargs)

@@ -1,17 +1,24 @@
-"""smp encoder: a RepeatResNet without its head, plus 1x1 skip adapters to base channels.
+"""The smp encoder of every family: a backbone without its head, plus 1x1 skip adapters.
 
-The adapters (1x1 conv + BN) map each wide feature map back to the base ResNet's channels
-(64, 64, 128, 256, 512 at strides 2..32; identity where a feature is already that wide), so
-``out_channels`` is the base ResNet's and every encoder, whatever its width, gets a decoder of
-identical shapes: the study compares encoders, not decoders.
+The adapters (1x1 conv + BN) map each feature map of the backbone's ``feature_info`` back to the
+base ResNet's channels (64, 64, 128, 256, 512 at strides 2..32; identity where a feature already
+has them), so ``out_channels`` is the base ResNet's and every encoder, whatever its family and
+width, gets a decoder of identical shapes: the study compares encoders, not decoders.
+
+``SkipAdapterEncoder`` is written once; ``encoder_class(backbone_cls)`` combines it with a
+family's backbone class (so ``state_dict`` keys stay the classification model's: ``conv1.weight``,
+``layer1.0.conv1.parent``, ... plus ``adapters.*``, and a pretrained classifier loads as it is).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from segmentation_models_pytorch.encoders._base import EncoderMixin
 from torch import nn
 
+from ..backbones.base import ResNetBackbone
 from ..backbones.resnet import RepeatResNet
 
 
@@ -32,21 +39,20 @@ def skip_adapter(in_channels: int, out_channels: int) -> nn.Module:
     return nn.Identity() if in_channels == out_channels else SkipAdapter(in_channels, out_channels)
 
 
-class RepeatResNetEncoder(RepeatResNet, EncoderMixin):
+class SkipAdapterEncoder(EncoderMixin):
     """Features at strides 1 (the input), 2, 4, 8, 16, 32 with base-width channels.
 
-    ``state_dict`` keys are the classification model's (``conv1.weight``, ``layer1.0.conv1.parent``,
-    ...) plus ``adapters.*``; the head (``fc``) is dropped.
+    Mixed into a ``ResNetBackbone`` subclass by ``encoder_class``. ``name`` is the registered smp
+    name (weight files are checked against it); ``options`` the model options it was built with.
     """
 
-    def __init__(
-        self, out_channels: list[int], depth: int = 5, output_stride: int = 32, name: str | None = None, **model_args
-    ):
+    def __init__(self, out_channels: list[int], depth: int = 5, output_stride: int = 32, name: str | None = None,
+                 **model_args):
         if not 1 <= depth <= 5:
             raise ValueError(f"{type(self).__name__} depth must be in [1, 5], got {depth}")
-        super().__init__(num_classes=0, **model_args)
+        super(EncoderMixin, self).__init__(num_classes=0, **model_args)  # the backbone's __init__
         del self.fc, self.global_pool
-        self.name = name  # the registered smp name; weight files are checked against it
+        self.name = name
         self._depth = depth
         self._in_channels = 3
         self._out_channels = list(out_channels)
@@ -56,6 +62,13 @@ class RepeatResNetEncoder(RepeatResNet, EncoderMixin):
 
     def get_stages(self) -> dict[int, list[nn.Module]]:
         return {16: [self.layer3], 32: [self.layer4]}
+
+    def make_dilated(self, output_stride: int) -> None:
+        # The backbone's own rule (it also turns a stage's downsampling pool into identity).
+        if output_stride not in (8, 16):
+            raise ValueError(f"Output stride should be 16 or 8, got {output_stride}.")
+        self.set_output_stride(output_stride)
+        self._output_stride = output_stride
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = [x]
@@ -75,3 +88,13 @@ class RepeatResNetEncoder(RepeatResNet, EncoderMixin):
             x = self.layer4(x)
             features.append(self.adapters[4](x))
         return features
+
+
+@functools.cache
+def encoder_class(backbone_cls: type[ResNetBackbone]) -> type:
+    """The smp encoder class of a family: ``SkipAdapterEncoder`` over ``backbone_cls``."""
+    name = backbone_cls.__name__ + "Encoder"
+    return type(name, (SkipAdapterEncoder, backbone_cls), {"__module__": __name__, "__qualname__": name})
+
+
+RepeatResNetEncoder = encoder_class(RepeatResNet)

@@ -17,19 +17,21 @@ from ..data import to_device
 from ..data.imagenet import ImageFolderClassification, classification_transforms
 from ..data.synthetic import make_synthetic_imagenet
 from ..registry import register
-from ..variants import get_variant
 from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import build_trainer, seed_everything, start_run, uses_channels_last
 
 
-def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0) -> nn.Module:
-    """A repeatseg timm model (registering e.g. ``repeat_resnet18_f4_b16`` on the fly) or any timm model."""
+def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0, options: dict | None = None) -> nn.Module:
+    """A repeatseg timm model (registering e.g. ``repeat_resnet18_f4_b16`` on the fly; ``options``
+    are its model options) or any timm model."""
     try:
-        name = register(get_variant(name)).timm_name
+        variant = register(name, **(options or {}))
     except ValueError:
-        if not timm.is_model(name):
+        if not timm.is_model(name) or options:
             raise
-    return timm.create_model(name, num_classes=num_classes, drop_rate=drop_rate)
+        return timm.create_model(name, num_classes=num_classes, drop_rate=drop_rate)
+    return timm.create_model(variant.timm_name, num_classes=num_classes, drop_rate=drop_rate,
+                             options=variant.option_dict)
 
 
 def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoader]:
@@ -82,7 +84,7 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
     seed_everything(cfg.train.seed)
     train_loader, val_loader = build_loaders(cfg, dist)
     start_run(run_dir, resume)
-    model = build_classifier(cfg.model.name, cfg.model.num_classes, cfg.model.drop_rate)
+    model = build_classifier(cfg.model.name, cfg.model.num_classes, cfg.model.drop_rate, cfg.model.options)
     if dist.is_main and not resume:
         save_config(cfg, run_dir / "config.yaml")
     channels_last = uses_channels_last(cfg.train, dist)
@@ -102,6 +104,7 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
         primary_metric="top1", resume=resume, default_length={"epochs": 90},  # the paper's ImageNet length
         metadata={"model": cfg.model.name, "num_classes": cfg.model.num_classes, "task": "classification",
+                  "options": cfg.model.options,
                   "classes": train_loader.dataset.classes},
     )
     final = trainer.fit()

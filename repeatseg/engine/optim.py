@@ -1,4 +1,5 @@
-"""Optimiser parameter groups (what no library knows: RepeatNet scores and scalars) and timm's factories."""
+"""Optimiser parameter groups (what no library knows: which parameters of a family's layers skip
+weight decay, as the layers declare it) and timm's factories."""
 
 from __future__ import annotations
 
@@ -7,29 +8,11 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 
-from ..layers import FlipRepeat, SwishRepeat
+from ..layers import parameter_kinds
 
+# Kinds ``optim.no_decay`` may name: norms and biases, and what layers declare (f-scores, the
+# s-transform's scalars). "weight" is everything else and is always decayed.
 NO_DECAY_KINDS = ("norm", "bias", "scores", "transform")
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-
-
-def parameter_kinds(model: nn.Module) -> dict[int, str]:
-    """id(parameter) -> "norm", "bias", "scores", "transform" or "weight"."""
-    kinds: dict[int, str] = {}
-    for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
-            if isinstance(module, _NORMS):
-                kind = "norm"
-            elif isinstance(module, FlipRepeat):
-                kind = "scores"
-            elif isinstance(module, SwishRepeat):
-                kind = "transform"
-            elif name == "bias":
-                kind = "bias"
-            else:
-                kind = "weight"
-            kinds.setdefault(id(param), kind)
-    return kinds
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, no_decay: list[str],

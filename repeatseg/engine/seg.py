@@ -107,7 +107,7 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     # On resume the checkpoint supplies every weight: the pretrained file is not needed again.
     model = build_segmenter(cfg.model.encoder, classes=cfg.model.classes, in_channels=cfg.model.in_channels,
                             encoder_weights=None if resume else cfg.model.encoder_weights,
-                            weights_dir=cfg.model.weights_dir)
+                            weights_dir=cfg.model.weights_dir, options=cfg.model.options)
     report = model.encoder_weights_report
     if report is not None:  # every number stays traceable to the weights it started from
         cfg.provenance["encoder_weights"] = {"path": report.path, "sha256": report.sha256, "metadata": report.metadata}
@@ -130,7 +130,7 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
         primary_metric="miou", resume=resume, default_length=DEFAULT_LENGTH,
         metadata={"encoder": cfg.model.encoder, "classes": cfg.model.classes, "in_channels": cfg.model.in_channels,
-                  "task": "segmentation"},
+                  "task": "segmentation", "options": model.encoder_variant.option_dict},
     )
     final = trainer.fit()
     trainer.write_summary(final, encoder=cfg.model.encoder, split=cfg.data.val_split)

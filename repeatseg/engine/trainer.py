@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..layers import default_regularization_weight, regularization_loss, regularized_layers
 from . import checkpoint as ckpt
 from .distributed import DistInfo, broadcast_flag, mean_over_ranks
 from .optim import build_optimizer, build_scheduler
@@ -110,6 +111,7 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
         prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=evaluate, run_dir=run_dir, dist=dist,
         total_steps=steps, amp=cfg.train.amp, eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
         log_mode=cfg.train.log_mode, primary_metric=primary_metric, metadata=metadata,
+        regularization_weight=cfg.optim.regularization_weight,
     )
     if resume:
         trainer.resume()
@@ -124,6 +126,8 @@ class Trainer:
         evaluate: model -> metrics dict (reduced over ranks); ``primary_metric`` picks "best".
         total_steps: the schedule's length in optimiser steps.
         metadata: stored in every weights file (encoder name, classes, ...).
+        regularization_weight: weight of the model's regularisation term in the loss (None: what
+            its layers ask for; 0 or a model without a term: none).
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class Trainer:
         train_loader, prepare_batch: Callable, loss_fn: Callable, evaluate: Callable[[nn.Module], dict],
         run_dir: str | Path, dist: DistInfo, total_steps: int, amp: str = "none", eval_every: int = 1,
         log_every: int = 20, log_mode: str = "bar", primary_metric: str = "miou", metadata: dict | None = None,
+        regularization_weight: float | None = None,
     ):
         self.model, self.train_model = model, train_model
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -144,6 +149,9 @@ class Trainer:
         self.steps_per_epoch = len(train_loader)
         self.total_epochs = math.ceil(total_steps / self.steps_per_epoch)
         self.throughput: list[float] = []
+        self.regularized = regularized_layers(model)
+        self.regularization_weight = (default_regularization_weight(model) if regularization_weight is None
+                                      else regularization_weight)
 
     # ----------------------------------------------------------------------------- files
     @property
@@ -233,7 +241,7 @@ class Trainer:
         steps = min(self.steps_per_epoch, self.total_steps - self.progress.step)
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.total_epochs}", unit="it", dynamic_ncols=True,
                    disable=not self.dist.is_main or self.log_mode != "bar", file=sys.stderr)
-        window = {"loss": 0.0, "steps": 0, "images": 0, "wait": 0.0, "start": time.perf_counter()}
+        window = self._empty_window()
         iterator = iter(self.train_loader)
         for index in range(steps):
             fetch_start = time.perf_counter()
@@ -242,20 +250,30 @@ class Trainer:
             inputs, targets = self.prepare_batch(batch)
             loss = self.step(inputs, targets)
             window["loss"] += loss
+            window["regularization"] += self.last_regularization or 0.0
             window["steps"] += 1
             window["images"] += inputs.shape[0] * self.dist.world_size
             bar.update()
             # Every rank must take this branch together: it all-reduces the loss.
             if window["steps"] == self.log_every or index + 1 == steps:
                 self._log_window(window, epoch, bar)
-                window = {"loss": 0.0, "steps": 0, "images": 0, "wait": 0.0, "start": time.perf_counter()}
+                window = self._empty_window()
         bar.close()
+
+    @staticmethod
+    def _empty_window() -> dict:
+        return {"loss": 0.0, "regularization": 0.0, "steps": 0, "images": 0, "wait": 0.0, "start": time.perf_counter()}
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             loss = self.loss_fn(self.train_model(inputs), targets)
         loss_value = float(loss.detach())
+        self.last_regularization = None
+        if self.regularized and self.regularization_weight:
+            regularization = regularization_loss(self.model, self.regularized)
+            self.last_regularization = float(regularization.detach())
+            loss = loss + self.regularization_weight * regularization
         if broadcast_flag(not math.isfinite(loss_value), self.dist.device):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss_value}) at step {self.progress.step + 1} (epoch {self.progress.epoch + 1}); "
@@ -278,6 +296,8 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "images_per_s": window["images"] / elapsed, "data_wait_share": window["wait"] / elapsed,
         }
+        if self.regularized and self.regularization_weight:  # the penalty itself, before its weight
+            record["regularization"] = mean_over_ranks(window["regularization"] / window["steps"], self.dist.device)
         self.throughput.append(record["images_per_s"])
         self.log(record)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{record['images_per_s']:.1f}")

@@ -1,10 +1,33 @@
-"""RepeatNet building blocks: generated-weight convolutions, child transforms, straight-through sign."""
+"""Building blocks of the encoder families: generated-weight and shared-basis convolutions, child
+transforms, the straight-through sign, and the protocol through which layers describe themselves."""
 
+from .basis import FilterBasis, SharedBasisConv, group_bases
+from .protocol import (
+    SharingLayer,
+    bit_parameter_names,
+    bit_parameters,
+    default_regularization_weight,
+    fold_layers,
+    parameter_kinds,
+    regularization_loss,
+    regularized_layers,
+)
 from .repeat_conv import RepeatConv2d
 from .sign import GRADIENT_RULES, hard_sign, sign_ste, surrogate_grad
-from .transforms import TRANSFORMS, ChildTransform, FlipRepeat, LinearRepeat, SwishRepeat, make_transform
+from .transforms import (
+    TRANSFORMS,
+    ChildTransform,
+    FlipRepeat,
+    LinearRepeat,
+    SwishRepeat,
+    make_transform,
+    register_transform,
+)
 
 __all__ = [
     "RepeatConv2d", "ChildTransform", "LinearRepeat", "SwishRepeat", "FlipRepeat", "make_transform",
-    "TRANSFORMS", "GRADIENT_RULES", "hard_sign", "sign_ste", "surrogate_grad",
+    "register_transform", "TRANSFORMS", "GRADIENT_RULES", "hard_sign", "sign_ste", "surrogate_grad",
+    "FilterBasis", "SharedBasisConv", "group_bases", "SharingLayer", "parameter_kinds", "bit_parameters",
+    "bit_parameter_names", "fold_layers",
+    "regularization_loss", "regularized_layers", "default_regularization_weight",
 ]

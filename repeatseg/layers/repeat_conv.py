@@ -18,10 +18,11 @@ import math
 import torch
 from torch import nn
 
+from .protocol import SharingLayer
 from .transforms import ChildTransform, make_transform
 
 
-class RepeatConv2d(nn.Conv2d):
+class RepeatConv2d(SharingLayer, nn.Conv2d):
     """Conv2d of shape (out_channels, in_channels, k, k) generated from a parent of shape
     (out_channels // tile_out, in_channels // tile_in, k, k) by ``transform`` (see transforms.py
     for the tile layout).
@@ -30,9 +31,9 @@ class RepeatConv2d(nn.Conv2d):
         in_channels, out_channels, kernel_size, stride, padding, dilation, bias, padding_mode:
             as ``nn.Conv2d``, for the wide (child) layer. ``groups`` must be 1.
         tile_in, tile_out: repetition factors along input and output channels.
-        transform: ``"linear"``, ``"swish"`` or ``"flip"``.
+        transform: a registered transform name (``"linear"``, ``"swish"``, ``"flip"``, ...).
         transform_options: passed to the transform (``score_init``, ``gradient`` for flip;
-            ``init`` for swish).
+            ``swish_init`` for swish).
         parent: an existing parent Parameter to share (depth repetition); a new one is made if None.
     """
 
@@ -131,6 +132,17 @@ class RepeatConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.transform(self.parent), self.bias)
+
+    def folded(self) -> nn.Conv2d:
+        """A plain Conv2d holding the generated weight (and the bias)."""
+        plain = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                          self.dilation, self.groups, bias=self.bias is not None, padding_mode=self.padding_mode,
+                          device=self.parent.device, dtype=self.parent.dtype)
+        with torch.no_grad():
+            plain.weight.copy_(self.weight)
+            if self.bias is not None:
+                plain.bias.copy_(self.bias)
+        return plain
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, parent={tuple(self.parent.shape)}"

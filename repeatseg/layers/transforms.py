@@ -8,16 +8,32 @@ so output channel ``i*n + a`` of the wide layer is a transformed copy of parent 
 it reads input channel ``j*m + b`` with a transformed copy of parent tap ``b``. Every transform
 computes all tiles at once through a broadcast over a (tile_out, n, tile_in, m, k, k) view: no
 Python loop over tiles and no materialised tiled copy of the parent.
+
+A transform is one class: ``name`` and the one-letter ``code`` of encoder names (``repeat_r18_f4``),
+its ``OPTIONS`` (model options it reads, with defaults) and, as a ``SharingLayer``, what it stores
+and which of its parameters skip weight decay. ``@register_transform`` makes it a RepeatNet variant.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .protocol import SharingLayer
 from .sign import GRADIENT_RULES, sign_ste
 
-TRANSFORMS = ("linear", "swish", "flip")
+TRANSFORMS: dict[str, type["ChildTransform"]] = {}  # name -> class, in registration order
+
+
+def register_transform(cls: type["ChildTransform"]) -> type["ChildTransform"]:
+    """Add a transform under its ``name`` and one-letter ``code`` (unique across transforms)."""
+    taken = {other.code: name for name, other in TRANSFORMS.items() if name != cls.name}
+    if cls.code in taken or len(cls.code) != 1 or cls.code == "w":
+        raise ValueError(f"transform {cls.name!r}: code {cls.code!r} is taken or not a single letter")
+    TRANSFORMS[cls.name] = cls
+    return cls
 
 
 def _tiles_view(parent: torch.Tensor) -> torch.Tensor:
@@ -26,10 +42,18 @@ def _tiles_view(parent: torch.Tensor) -> torch.Tensor:
     return parent.view(1, n, 1, m, kh, kw)
 
 
-class ChildTransform(nn.Module):
-    """Base class: holds the tile factors and maps a parent to its child."""
+class ChildTransform(SharingLayer, nn.Module):
+    """Base class: holds the tile factors and maps a parent to its child.
 
-    def __init__(self, tile_out: int, tile_in: int):
+    Subclasses take ``(tile_out, tile_in, parent_shape, **options)``; ``OPTIONS`` names the model
+    options they read (``gradient``, ``score_init``, ...) with their defaults.
+    """
+
+    name: ClassVar[str] = ""
+    code: ClassVar[str] = ""
+    OPTIONS: ClassVar[dict] = {}
+
+    def __init__(self, tile_out: int, tile_in: int, parent_shape: tuple[int, ...] | None = None):
         super().__init__()
         if tile_out < 1 or tile_in < 1:
             raise ValueError(f"tile factors must be >= 1, got tile_out={tile_out}, tile_in={tile_in}")
@@ -48,23 +72,31 @@ class ChildTransform(nn.Module):
         return f"tile_out={self.tile_out}, tile_in={self.tile_in}"
 
 
+@register_transform
 class LinearRepeat(ChildTransform):
     """psi(P) = P: plain tiling (the paper's linear baseline; degenerate for width)."""
+
+    name, code = "linear", "l"
 
     def forward(self, parent: torch.Tensor) -> torch.Tensor:
         return parent.repeat(self.tile_out, self.tile_in, 1, 1)
 
 
+@register_transform
 class SwishRepeat(ChildTransform):
     """s-RepeatNet: psi_ij(x) = b1_ij * x / (1 + exp(b2_ij * x)), elementwise, two scalars per tile.
 
-    Initialised at b1 = 2, b2 = 0, where psi(x) = x: training starts as pure tiling, like the
-    f-variant with the authors' score initialisation.
+    Initialised at b1 = 2, b2 = 0 (option ``swish_init``), where psi(x) = x: training starts as
+    pure tiling, like the f-variant with the authors' score initialisation.
     """
 
-    def __init__(self, tile_out: int, tile_in: int, init: tuple[float, float] = (2.0, 0.0)):
+    name, code = "swish", "s"
+    OPTIONS: ClassVar[dict] = {"swish_init": (2.0, 0.0)}
+
+    def __init__(self, tile_out: int, tile_in: int, parent_shape: tuple[int, ...] | None = None,
+                 swish_init: tuple[float, float] = (2.0, 0.0), init: tuple[float, float] | None = None):
         super().__init__(tile_out, tile_in)
-        self.init = tuple(init)
+        self.init = tuple(swish_init if init is None else init)  # ``init``: the older keyword
         self.b1 = nn.Parameter(torch.empty(tile_out, tile_in))
         self.b2 = nn.Parameter(torch.empty(tile_out, tile_in))
         self.reset_parameters()
@@ -72,6 +104,9 @@ class SwishRepeat(ChildTransform):
     def reset_parameters(self) -> None:
         nn.init.constant_(self.b1, self.init[0])
         nn.init.constant_(self.b2, self.init[1])
+
+    def parameter_kinds(self) -> dict[str, str]:
+        return {"b1": "transform", "b2": "transform"}
 
     def forward(self, parent: torch.Tensor) -> torch.Tensor:
         n, m, kh, kw = parent.shape
@@ -83,13 +118,18 @@ class SwishRepeat(ChildTransform):
         return child.reshape(self.tile_out * n, self.tile_in * m, kh, kw)
 
 
+@register_transform
 class FlipRepeat(ChildTransform):
     """f-RepeatNet: psi_ij(P) = S_ij * P with S in {-1, +1}, one latent score per child weight.
 
     ``scores`` has the child's shape and layout, so the stored 1-bit mask of child weight
     ``[o, i, y, x]`` is ``scores[o, i, y, x] >= 0``. Scores start uniform in ``score_init``
     (the authors' [0, 1e-3): all signs +1, i.e. pure tiling, yet inside the gradient window).
+    A deployed model stores one bit per score, its sign.
     """
+
+    name, code = "flip", "f"
+    OPTIONS: ClassVar[dict] = {"gradient": "clamp", "score_init": (0.0, 1e-3)}
 
     def __init__(
         self,
@@ -109,6 +149,12 @@ class FlipRepeat(ChildTransform):
 
     def reset_parameters(self) -> None:
         nn.init.uniform_(self.scores, *self.score_init)
+
+    def parameter_kinds(self) -> dict[str, str]:
+        return {"scores": "scores"}
+
+    def bit_parameters(self) -> dict[str, int]:
+        return {"scores": 1}
 
     def signs(self) -> torch.Tensor:
         return sign_ste(self.scores, self.gradient)
@@ -178,11 +224,7 @@ def make_transform(
     parent_shape: tuple[int, int, int, int],
     **options,
 ) -> ChildTransform:
-    """Build a transform by name (``linear``, ``swish`` or ``flip``); ``options`` go to its constructor."""
-    if name == "linear":
-        return LinearRepeat(tile_out, tile_in, **options)
-    if name == "swish":
-        return SwishRepeat(tile_out, tile_in, **options)
-    if name == "flip":
-        return FlipRepeat(tile_out, tile_in, parent_shape, **options)
-    raise ValueError(f"unknown RepeatNet transform {name!r}; expected one of {TRANSFORMS}")
+    """Build a registered transform by name; ``options`` go to its constructor."""
+    if name not in TRANSFORMS:
+        raise ValueError(f"unknown RepeatNet transform {name!r}; expected one of {tuple(TRANSFORMS)}")
+    return TRANSFORMS[name](tile_out, tile_in, parent_shape, **options)

@@ -17,8 +17,9 @@ def test_every_variant_is_registered_in_smp_and_timm():
     for variant in default_variants():
         assert variant.name in smp.encoders.get_encoder_names()
         assert timm.is_model(variant.timm_name)
-    assert {"repeat_r18_f4", "dense_r18_w4", "repeat_r34_s8", "dense_r34_w1"} <= set(REGISTERED)
-    assert len(REGISTERED) == 26
+    assert {"repeat_r18_f4", "dense_r18_w4", "repeat_r34_s8", "dense_r34_w1", "basis_r34_s48u1d"} <= set(REGISTERED)
+    families = [v.family for v in default_variants()]
+    assert (families.count("dense"), families.count("repeat"), families.count("basis")) == (8, 18, 6)
 
 
 @pytest.mark.parametrize("name", REGISTERED)

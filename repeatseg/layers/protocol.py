@@ -1,0 +1,119 @@
+"""What a layer says about itself, and the walks over a model that ask it.
+
+A parameter-sharing layer is more than its forward: accounting must know what it stores, the
+optimiser which of its parameters skip weight decay, export how it folds into plain convs, and
+the trainer whether it adds a regularisation term. Every such layer subclasses ``SharingLayer``
+and overrides what applies; the rest of the toolkit calls the walks below and never switches on
+layer classes. A new layer (a new transform, a new family's conv) is one class with these methods.
+
+Parameter kinds (for ``optim.no_decay``): ``weight`` (default), ``bias``, ``norm`` (found by the
+walk itself) and what layers declare (``scores``, ``transform``, ...).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+class SharingLayer:
+    """Mixin for ``nn.Module`` layers; every method has the answer of an ordinary layer."""
+
+    #: Default weight of ``regularization_loss`` in the task loss (``optim.regularization_weight``).
+    regularization_weight: float = 0.0
+
+    def parameter_kinds(self) -> dict[str, str]:
+        """{name of an own (non-recursive) parameter: kind}; unnamed parameters are ``weight``."""
+        return {}
+
+    def bit_parameters(self) -> dict[str, int]:
+        """{own parameter name: bits stored per element}: parameters a deployed model keeps only as
+        bits (f-RepeatNet scores: 1, their sign). Everything else is stored as a float."""
+        return {}
+
+    def folded(self) -> nn.Module | None:
+        """A plain module computing the same function for inference (eval mode), or None if this
+        layer has nothing to fold. Called on a copy of the model; may share tensors with ``self``."""
+        return None
+
+    def regularization_terms(self) -> list[tuple[torch.Tensor, float]]:
+        """(penalty, normaliser) pairs; the model's term is sum(penalties) / sum(normalisers)."""
+        return []
+
+
+def _own_kind(module: nn.Module, name: str) -> str:
+    if isinstance(module, NORMS):
+        return "norm"
+    if isinstance(module, SharingLayer):
+        kind = module.parameter_kinds().get(name)
+        if kind:
+            return kind
+    return "bias" if name == "bias" else "weight"
+
+
+def parameter_kinds(model: nn.Module) -> dict[int, str]:
+    """id(parameter) -> kind, for every parameter of ``model`` (a shared one under its first owner)."""
+    kinds: dict[int, str] = {}
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            kinds.setdefault(id(param), _own_kind(module, name))
+    return kinds
+
+
+def bit_parameters(model: nn.Module) -> dict[int, int]:
+    """id(parameter) -> bits per element, for the parameters stored as bits."""
+    bits: dict[int, int] = {}
+    for module in model.modules():
+        if isinstance(module, SharingLayer):
+            for name, count in module.bit_parameters().items():
+                bits[id(getattr(module, name))] = count
+    return bits
+
+
+def bit_parameter_names(model: nn.Module) -> dict[str, int]:
+    """state_dict key -> bits per element, for the parameters stored as bits (first name of each)."""
+    names: dict[str, int] = {}
+    for prefix, module in model.named_modules():
+        if isinstance(module, SharingLayer):
+            for name, count in module.bit_parameters().items():
+                names[f"{prefix}.{name}" if prefix else name] = count
+    return names
+
+
+def fold_layers(model: nn.Module) -> nn.Module:
+    """Replace, in place, every layer that folds by its plain module (post-order: children first)."""
+    folded_modules: dict[int, nn.Module] = {}  # a shared layer folds once
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, SharingLayer):
+                if id(child) not in folded_modules:
+                    folded_modules[id(child)] = child.folded()
+                if folded_modules[id(child)] is not None:
+                    setattr(parent, name, folded_modules[id(child)])
+    return model
+
+
+def regularized_layers(model: nn.Module) -> list[SharingLayer]:
+    """The layers that define a regularisation term (each shared layer once)."""
+    return [m for m in model.modules()
+            if isinstance(m, SharingLayer) and type(m).regularization_terms is not SharingLayer.regularization_terms]
+
+
+def regularization_loss(model: nn.Module, layers: list[SharingLayer] | None = None) -> torch.Tensor | None:
+    """The model's regularisation term, sum(penalties) / sum(normalisers) over its layers' terms
+    (None if it has none). ``layers`` (from ``regularized_layers``) saves the walk on a hot path."""
+    penalties, normalisers = [], 0.0
+    for layer in regularized_layers(model) if layers is None else layers:
+        for penalty, normaliser in layer.regularization_terms():
+            penalties.append(penalty)
+            normalisers += normaliser
+    if not penalties:
+        return None
+    return torch.stack(penalties).sum() / normalisers
+
+
+def default_regularization_weight(model: nn.Module) -> float:
+    """The weight the model's layers ask for (0 when none has a regularisation term)."""
+    return max((m.regularization_weight for m in regularized_layers(model)), default=0.0)
