@@ -1,4 +1,4 @@
-"""repeatseg: parameter-sharing encoders (RepeatNet, shared filter bases) and dense baselines for
+"""repeatseg: parameter-sharing encoders (RepeatNet, shared filter bases, DACNN) and dense baselines for
 semantic segmentation.
 
 Importing the package registers every encoder of the family table (``repeatseg.variants``) in smp

@@ -5,6 +5,7 @@ Names (smp / timm), each family declared in one file of ``repeatseg/backbones``:
 - dense:  ``dense_r18_w4``      / ``dense_resnet18_w4``      (plain convs, identical topology)
 - repeat: ``repeat_r18_f4``     / ``repeat_resnet18_f4``     (one letter per transform: l, s, f, ...)
 - basis:  ``basis_r34_s32u1``   / ``basis_resnet34_s32u1``   (shared filter bases; ``d``: two per stage)
+- dacnn:  ``dacnn_r18_mix_reg`` / ``dacnn_resnet18_mix_reg`` (one kernel per network or stage; ``_reg``)
 
 A variant with a base width other than ResNet's 64 (tests and demos use tiny ones) gets a
 ``_b<base>`` suffix: ``repeat_r18_f4_b8``. Model options can follow in brackets:
@@ -25,6 +26,7 @@ from .layers import TRANSFORMS
 FAMILIES: tuple[type[Variant], ...] = tuple(import_module(f".backbones.{module}", __package__).VARIANT for module in (
     "resnet",   # dense_*, repeat_*: dense and RepeatNet ResNets
     "basis",    # basis_*: deeply shared filter bases
+    "dacnn",    # dacnn_*: one kernel shared across layers (DACNN)
 ))
 
 TRANSFORM_CODES = {name: cls.code for name, cls in TRANSFORMS.items()}  # read-only view, kept for old imports

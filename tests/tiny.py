@@ -29,6 +29,7 @@ TINY_NAMES = [
 # One or two tiny members of every other family (the family table's other rows).
 FAMILY_TINY_NAMES = [tiny_named(name).name for name in (
     "basis_r18_s4u1_b8", "basis_r34_s4u1d_b8",
+    "dacnn_r18_mix_reg_b8", "dacnn_r18_plain_b8",
 )]
 
 
