@@ -207,15 +207,29 @@ def _break_stale(path: Path, stale: dict | None, token: str) -> None:
     aside.unlink(missing_ok=True)
 
 
+def _create_exclusive(temp: Path, path: Path) -> None:
+    """Put ``temp``'s content at ``path`` only if ``path`` does not exist (FileExistsError otherwise).
+    A hard link is atomic with its content, also on NFS; filesystems without hard links get an
+    O_EXCL create, whose content a reader may briefly see empty (such a claim counts as held)."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _FILE_MODE)
+        with os.fdopen(handle, "wb") as out:
+            out.write(temp.read_bytes())
+
+
 def _take(folder: Path, owner: dict, stale_after: float) -> None:
-    """Create the owner file atomically (write a temp file, hard-link it into place: works on NFS too)."""
+    """Create the owner file atomically, breaking a stale one."""
     path = folder / OWNER_FILE
     temp = folder / f".{OWNER_FILE}.{owner['token']}{TEMP_SUFFIX}"
     temp.write_text(json.dumps(owner))
     try:
         for _ in range(5):
             try:
-                os.link(temp, path)
+                _create_exclusive(temp, path)
                 return
             except FileExistsError:
                 holder = _read_owner(path)

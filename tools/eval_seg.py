@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
             check_output_folder(Path(args.output))
         model, metadata = repeatseg.load_segmenter(args.checkpoint, args.encoder)
         weights, encoder, classes = Path(metadata["checkpoint"]), metadata["encoder"], model.segmentation_head[0].out_channels
+        ckpt.check_against_manifest(weights)
         cfg = run_config(weights)
         root = args.data_root or cfg.data.root
         if not root:

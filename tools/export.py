@@ -17,6 +17,7 @@ from pathlib import Path
 
 import repeatseg
 from repeatseg.cli import fail
+from repeatseg.engine import checkpoint as ckpt
 from repeatseg.export import export_onnx, fold, pack
 from repeatseg.files import save_weights
 
@@ -33,6 +34,7 @@ def check_output(output: Path, checkpoint: Path) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         model, metadata = repeatseg.load_segmenter(args.source, args.encoder)
+        ckpt.check_against_manifest(metadata["checkpoint"])
         check_output(Path(args.output), Path(metadata["checkpoint"]))
         return export(args, model, metadata)
     except (ValueError, RuntimeError, OSError) as error:

@@ -159,6 +159,16 @@ def verify(checkpoint_dir: str | Path) -> dict | None:
     return manifest
 
 
+def check_against_manifest(path: str | Path) -> None:
+    """For a weights file inside a run's ``checkpoints/`` (evaluated or exported on its own):
+    refuse it if the manifest there names it with another sha256."""
+    path = Path(path)
+    digest = ((_read_json(path.parent / MANIFEST) or {}).get("files") or {}).get(path.name)
+    if digest is not None and sha256_of(path) != digest:
+        raise CheckpointError(f"{path} does not match its sha256 in {path.parent / MANIFEST}: it was changed or "
+                              "damaged after it was written")
+
+
 # ------------------------------------------------------------------------------- run folder
 
 def _is_temporary(path: Path) -> bool:

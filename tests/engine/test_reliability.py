@@ -190,6 +190,15 @@ def test_damaged_checkpoints_are_refused_on_resume(run_copy, cli):
     refused(cli("--resume", run_copy), weights, "empty, truncated")
 
 
+def test_altered_weights_in_a_run_are_refused_by_eval_and_export(run_copy, data_root, cli, tmp_path):
+    best = run_copy / "checkpoints" / ckpt.BEST
+    altered = bytearray(best.read_bytes())
+    altered[-5] ^= 0x01  # still a valid safetensors file: only the manifest can tell
+    best.write_bytes(bytes(altered))
+    refused(cli("--checkpoint", run_copy, "--data-root", data_root, tool="eval_seg"), best, "sha256")
+    refused(cli(run_copy, "--pack", "--output", tmp_path / "packed.safetensors", tool="export"), best, "sha256")
+
+
 # --------------------------------------------------------------------- 2. safe outputs
 
 
