@@ -1,16 +1,28 @@
-"""What the training tools share on the command line: common flags, their config keys, error exits."""
+"""What the training tools share on the command line: common flags, their config keys, error exits.
+
+Exit codes: 0 done; 2 bad input (config, data, files, a run folder in use, disk full), with a
+one-line message naming the file or key and no traceback; 3 non-finite loss or weights (the last
+good checkpoint is kept); 130 interrupted (Ctrl-C), with the command that resumes.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, to_dict
 from .data import DataError
 from .engine import distributed
 from .engine.trainer import NonFiniteLossError
+from .files import FolderClaimedError, claim_run_folder
+
+# Sections a resumed run keeps as it started (the checkpoint holds their effect); only the
+# schedule's length may change (see repeatseg.engine.trainer), and where the weights came from.
+FIXED_ON_RESUME = ("model", "optim", "schedule")
+FREE_ON_RESUME = {"model.encoder_weights", "model.weights_dir", "schedule.epochs", "schedule.iters"}
 
 # flag -> dotted config key, for the flags every training tool has
 COMMON_FLAGS = {
@@ -57,30 +69,71 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[dict
     return updates
 
 
+def error_message(error: BaseException | str) -> str:
+    """The error's own message. An error raised in a DataLoader worker arrives as the worker's
+    whole traceback; its last line holds the message the same error gives with ``--workers 0``."""
+    text = str(error)
+    if " in DataLoader worker process " in text and "Original Traceback" in text:
+        _, found, message = text.rpartition(f"{type(error).__name__}: ")
+        if found:
+            return message.strip()
+    return text
+
+
+def fail(error: BaseException | str, code: int = 2) -> int:
+    print(f"error: {error_message(error)}", file=sys.stderr)
+    return code
+
+
+def check_resume_config(saved_path: Path, saved, cfg) -> None:
+    """Refuse flags that a resume could not honour (another encoder, lr, schedule shape): the
+    checkpoint fixes them. Only the schedule's length may change."""
+    before, after = to_dict(saved), to_dict(cfg)
+    for section in FIXED_ON_RESUME:
+        for key, value in after.get(section, {}).items():
+            dotted = f"{section}.{key}"
+            if dotted not in FREE_ON_RESUME and before[section].get(key) != value:
+                raise ConfigError(f"{dotted} is {before[section].get(key)!r} in {saved_path}, not {value!r}: a resumed "
+                                  f"run keeps the {section} it started with (drop that flag, or start a new run "
+                                  "with another --output)")
+
+
+def interrupted(run_dir: Path) -> int:
+    if (run_dir / "checkpoints" / "last.state.pt").is_file():
+        print(f"interrupted; resume with --resume {run_dir}", file=sys.stderr)
+    else:
+        print(f"interrupted before the first checkpoint; start again with the same command ({run_dir})", file=sys.stderr)
+    return 130
+
+
 def run_training(args: argparse.Namespace, config_cls: type, flags: dict[str, str],
                  train: Callable, report: Callable[[dict], str], default_output: Callable[[object], str]) -> int:
-    """Resolve the config, join torchrun's group, train, print ``report(metrics)``; exit codes:
-    0 done, 2 bad input (config, data, files), 3 non-finite loss. Without ``--output`` the run
+    """Resolve the config, join torchrun's group, claim the run folder, train, print
+    ``report(metrics)``; exit codes as in the module docstring. Without ``--output`` the run
     folder is ``default_output(config)`` (e.g. runs/<encoder>)."""
     files = list(args.config)
     if args.resume:
-        files = [Path(args.resume) / "config.yaml", *files]
+        saved_path = Path(args.resume) / "config.yaml"
+        files = [saved_path, *files]
         args.output = args.resume
     try:
         cfg = load_config(config_cls, files, flag_overrides(args, flags), args.set)
+        if args.resume:
+            check_resume_config(saved_path, load_config(config_cls, [saved_path]), cfg)
         cfg.output = cfg.output or default_output(cfg)
         dist = distributed.setup(cfg.train.device)
     except (ConfigError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     try:
-        metrics = train(cfg, cfg.output, dist, resume=bool(args.resume))
+        # Rank 0 claims the folder for the whole run: a second training on it is refused.
+        with claim_run_folder(cfg.output) if dist.is_main else contextlib.nullcontext():
+            metrics = train(cfg, cfg.output, dist, resume=bool(args.resume))
     except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    except (DataError, ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error, 3)
+    except (DataError, ValueError, FolderClaimedError, OSError) as error:
+        return fail(error)
+    except KeyboardInterrupt:
+        return interrupted(Path(cfg.output))
     finally:
         distributed.cleanup()
     if dist.is_main and cfg.train.log_mode != "quiet":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -173,6 +174,19 @@ class StudyConfig:
 
 # ---------------------------------------------------------------------------------------------
 
+# Sizes and counts that must be at least 1 when given (0 would fail deep inside a library).
+AT_LEAST_ONE = {"schedule.epochs", "schedule.iters", "data.crop_size", "data.image_size", "train.batch_size",
+                "train.eval_batch_size", "train.eval_every", "train.log_every"}
+
+
+def _check_range(value: Any, key: str) -> Any:
+    """Numbers no run can use: non-finite floats anywhere (an lr of inf), zero sizes and counts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: {value} is not a finite number")
+    if key in AT_LEAST_ONE and isinstance(value, int) and value < 1:
+        raise ConfigError(f"{key}: must be at least 1, got {value}")
+    return value
+
 
 def _check(value: Any, kind: Any, key: str) -> Any:
     """Return ``value`` converted to ``kind`` or raise a ConfigError naming ``key``."""
@@ -207,9 +221,11 @@ def _check(value: Any, kind: Any, key: str) -> Any:
         return float(value)
     if kind is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if kind is float and isinstance(value, float):
+        return _check_range(value, key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -224,7 +240,7 @@ def from_dict(cls: type, values: dict, prefix: str = "") -> Any:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"unknown config key {prefix}{key}{hint}")
-    return cls(**{k: _check(v, hints[k], f"{prefix}{k}") for k, v in values.items()})
+    return cls(**{k: _check_range(_check(v, hints[k], f"{prefix}{k}"), f"{prefix}{k}") for k, v in values.items()})
 
 
 def to_dict(config: Any) -> dict:
@@ -252,11 +268,22 @@ def parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {text}: the value is not valid YAML ({_first_line(error)})") from error
     out: dict = value
     for part in reversed(dotted.strip().split(".")):
         out = {part: out}
     return out
+
+
+def _first_line(error: Exception) -> str:
+    """A YAML error in one line, with its position (``line 3, column 7``)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem}{where}"
 
 
 def load_config(
@@ -275,7 +302,10 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path} is not valid YAML: {_first_line(error)}") from error
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         values = merge(values, loaded)

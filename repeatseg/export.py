@@ -9,8 +9,9 @@
   in the metadata as aliases) and, for the parameters layers store as bits (f-scores), one bit per
   element (the sign, 8 per byte, ``np.packbits`` order over the flattened tensor) under
   ``<name without .scores>.signbits``. Its size is the closed-form ``packed_bytes`` of
-  ``repeatseg.describe`` plus the safetensors header. A sha256 over all tensor bytes is stored
-  and checked: a truncated or altered file is refused. Loading sets each score to +1 or -1, which
+  ``repeatseg.describe`` plus the safetensors header. A sha256 over everything that decides the
+  loaded values (every tensor's name, dtype, shape and bytes, and the metadata) is stored and
+  checked: a truncated or altered file, header included, is refused. Loading sets each score to +1 or -1, which
   reproduces the outputs exactly.
 """
 
@@ -30,7 +31,7 @@ from torch import nn
 from .files import atomic_write_bytes
 from .layers import bit_parameter_names, fold_layers
 
-PACK_FORMAT = "repeatseg-packed-v1"
+PACK_FORMAT = "repeatseg-packed-v2"  # v1's checksum covered tensor bytes only
 SIGNBITS = ".signbits"
 
 
@@ -59,11 +60,15 @@ def _fuse_conv_bn(model: nn.Module) -> None:
 
 # ----------------------------------------------------------------------------------------- pack
 
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+def _checksum(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """sha256 over the metadata (but this checksum) and each tensor's name, dtype, shape and bytes:
+    a header edit (F32 read as I32, a shape, the encoder name) changes it as surely as a flipped bit."""
     digest = hashlib.sha256()
+    digest.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
     for key in sorted(tensors):
-        digest.update(key.encode())
-        digest.update(tensors[key].contiguous().view(torch.uint8).numpy().tobytes())
+        value = tensors[key].contiguous()
+        digest.update(json.dumps([key, str(value.dtype), list(value.shape)]).encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -93,8 +98,8 @@ def pack(model: nn.Module, path: str | Path, metadata: dict | None = None) -> di
     segmenter's ``encoder``, ``classes``, ``in_channels``). Returns the stored metadata."""
     tensors, shapes, aliases = packed_tensors(model)
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    meta.update(format=PACK_FORMAT, sha256=_checksum(tensors), signbit_shapes=json.dumps(shapes),
-                aliases=json.dumps(aliases))
+    meta.update(format=PACK_FORMAT, signbit_shapes=json.dumps(shapes), aliases=json.dumps(aliases))
+    meta["sha256"] = _checksum(tensors, meta)
     atomic_write_bytes(path, save(tensors, metadata=meta))
     return meta
 
@@ -109,9 +114,12 @@ def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         meta = json.loads(data[8:8 + header_size]).get("__metadata__", {})
     except (SafetensorError, ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is truncated or not a safetensors file ({error})") from error
+    if meta.get("format") == "repeatseg-packed-v1":
+        raise ValueError(f"{path} is a packed file of the older format v1, whose checksum does not cover dtypes, "
+                         "shapes or metadata: export it again with tools/export.py --pack")
     if meta.get("format") != PACK_FORMAT:
         raise ValueError(f"{path} is not a repeatseg packed file (format {meta.get('format')!r})")
-    if _checksum(tensors) != meta.get("sha256"):
+    if _checksum(tensors, meta) != meta.get("sha256"):
         raise ValueError(f"{path} failed its checksum: the file was altered or damaged")
     return tensors, meta
 

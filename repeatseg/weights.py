@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from .files import sha256_of
+from .files import load_torch, load_weights, non_finite_keys, sha256_of
 
 WEIGHTS_ENV = "REPEATSEG_WEIGHTS"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
@@ -64,23 +63,36 @@ def _summarise(keys: list[str], limit: int = 6) -> str:
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file or a ``torch.save`` file (weights_only, never unpickled)."""
+    """Tensors and metadata of a safetensors file or a ``torch.save`` file (weights_only, never
+    unpickled). A damaged file, one holding other objects, or NaN/inf weights is a ValueError
+    naming the file (torch's own message for a refused pickle, which suggests weights_only=False,
+    is not passed on)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
-        return load_file(str(path), device="cpu"), metadata
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"cannot read {path} as a weights-only torch checkpoint: {error}") from error
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = dict(handle.metadata() or {})
+        except SafetensorError as error:
+            raise ValueError(f"{path} is empty, truncated or not a safetensors file ({error})") from error
+        tensors = load_weights(path)
+    else:
+        tensors, metadata = _read_torch_checkpoint(path), {}
+    bad = non_finite_keys(tensors)
+    if bad:
+        raise ValueError(f"{path} holds NaN or inf values in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}: "
+                         "not usable as weights")
+    return tensors, metadata
+
+
+def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    obj = load_torch(path)
     for key in _WRAPPER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state_dict of tensors")
-    return obj, {}
+    return obj
 
 
 def to_encoder_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -194,3 +206,4 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     }
     save_weights(output, {k: v for k, v in tensors.items() if not k.startswith(_DROPPED_BY_ENCODER)}, exported)
     return exported
+

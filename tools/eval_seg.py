@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import repeatseg
+from repeatseg.cli import fail
 from repeatseg.config import ConfigError, SegConfig, load_config
 from repeatseg.data import DataError
 from repeatseg.engine import checkpoint as ckpt
@@ -48,19 +49,33 @@ def run_config(weights: Path) -> SegConfig:
     return load_config(SegConfig, [config]) if config.is_file() else SegConfig()
 
 
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before evaluating, an --output that is a file or a training run folder (whose
+    metrics.json is the training summary)."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--output {folder} is a file; give a folder for metrics.json")
+    if (folder / "checkpoints").is_dir() or (folder / "config.yaml").is_file():
+        raise ValueError(f"--output {folder} is a training run folder; its metrics.json is the training summary: "
+                         f"choose another folder (e.g. {folder / 'eval'})")
+
+
 def main(args: argparse.Namespace) -> int:
     try:
+        if args.output:
+            check_output_folder(Path(args.output))
         model, metadata = repeatseg.load_segmenter(args.checkpoint, args.encoder)
         weights, encoder, classes = Path(metadata["checkpoint"]), metadata["encoder"], model.segmentation_head[0].out_channels
+        ckpt.check_against_manifest(weights)
         cfg = run_config(weights)
         root = args.data_root or cfg.data.root
         if not root:
             raise ConfigError("no data root: pass --data-root")
         dist = distributed.setup(args.device or cfg.train.device)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (ConfigError, ValueError, RuntimeError, OSError) as error:
+        return fail(error)
     try:
+        if args.output:
+            Path(args.output).mkdir(parents=True, exist_ok=True)  # before the evaluation, not after it
         model.to(dist.device)
         loader = val_loader_for(Path(root), args.split or cfg.data.val_split, dist,
                                 args.batch_size or cfg.train.eval_batch_size,
@@ -68,16 +83,19 @@ def main(args: argparse.Namespace) -> int:
         writer = prediction_writer(loader.dataset, args.save_predictions) if args.save_predictions else None
         metrics = evaluate(model, loader, dist.device, classes, args.amp or cfg.train.amp,
                            channels_last=False, flip=args.flip, on_prediction=writer, progress=dist.is_main)
-    except (DataError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        if dist.is_main:
+            summary = dict(metrics, encoder=encoder, checkpoint=str(weights), split=loader.dataset.split,
+                           images=len(loader.dataset), flip=args.flip)
+            if args.output:
+                ckpt.write_json(Path(args.output) / "metrics.json", summary)
+    except (DataError, ValueError, RuntimeError, OSError) as error:
+        return fail(error)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         distributed.cleanup()
     if dist.is_main:
-        summary = dict(metrics, encoder=encoder, checkpoint=str(weights), split=loader.dataset.split,
-                       images=len(loader.dataset), flip=args.flip)
-        if args.output:
-            ckpt.write_json(Path(args.output) / "metrics.json", summary)
         print(format_table(metrics))
         if not args.output:
             print(json.dumps({k: summary[k] for k in ("miou", "pixel_acc", "mean_class_acc")}))

@@ -16,16 +16,35 @@ import sys
 from pathlib import Path
 
 import repeatseg
+from repeatseg.cli import fail
+from repeatseg.engine import checkpoint as ckpt
 from repeatseg.export import export_onnx, fold, pack
 from repeatseg.files import save_weights
+
+
+def check_output(output: Path, checkpoint: Path) -> None:
+    """Refuse an --output that is a folder, or that would replace a run's checkpoint files."""
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a folder; give a file name")
+    if output.resolve() == checkpoint.resolve() or (output.parent / "last.state.pt").exists():
+        raise ValueError(f"--output {output} would overwrite a run's checkpoints ({checkpoint.parent}); "
+                         "write the export elsewhere")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         model, metadata = repeatseg.load_segmenter(args.source, args.encoder)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        ckpt.check_against_manifest(metadata["checkpoint"])
+        check_output(Path(args.output), Path(metadata["checkpoint"]))
+        return export(args, model, metadata)
+    except (ValueError, RuntimeError, OSError) as error:
+        return fail(error)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def export(args: argparse.Namespace, model, metadata: dict) -> int:
     model.eval()
     variant = repeatseg.get_variant(metadata["encoder"])
     keep = {k: metadata[k] for k in ("encoder", "classes", "in_channels") if k in metadata}
@@ -48,8 +67,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             export_onnx(model, output, args.input_size, int(keep.get("in_channels", 3)))
         except ImportError as error:
-            print(f"error: ONNX export needs the extra: pip install 'repeatseg[onnx]' ({error})", file=sys.stderr)
-            return 2
+            return fail(f"ONNX export needs the extra: pip install 'repeatseg[onnx]' ({error})")
         print(f"wrote {output}")
     return 0
 

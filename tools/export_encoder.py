@@ -9,16 +9,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from repeatseg.cli import fail
 from repeatseg.weights import export_encoder
+
+
+def check_output(output: Path) -> None:
+    """Refuse an --output that is a folder, or that lies in a run's checkpoints folder."""
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a folder; give a file name")
+    if (output.parent / "last.state.pt").exists():
+        raise ValueError(f"--output {output} would write into a run's checkpoints folder; write the export elsewhere")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
+        check_output(Path(args.output))
         metadata = export_encoder(args.source, args.output, args.which)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as error:
+        return fail(error)
     print(f"wrote {args.output}")
     print(json.dumps(metadata, indent=2))
     return 0

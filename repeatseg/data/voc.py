@@ -77,7 +77,14 @@ def read_split(voc_root: Path, split: str) -> list[str]:
     if not list_file.is_file():
         available = sorted(p.stem for p in list_file.parent.glob("*.txt"))
         raise DataError(f"split file not found: {list_file} (available splits: {', '.join(available) or 'none'})")
-    return [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DataError(f"split file {list_file} lists no image ids")
+    # An id is a file name stem: a path in it would read, or write predictions, outside the dataset.
+    bad = [sample_id for sample_id in ids if Path(sample_id).name != sample_id or sample_id in (".", "..")]
+    if bad:
+        raise DataError(f"split file {list_file} holds ids that are paths, not file names: {bad[:5]}")
+    return ids
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..config import SegConfig, save_config
-from ..data import IGNORE_INDEX, VOCSegmentation, collate_padded, save_mask, to_device, train_transform
+from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, save_mask, to_device, train_transform
 from ..data.synthetic import make_synthetic_voc
 from ..metrics import SegmentationMetrics
 from ..segmenter import build_segmenter
@@ -72,6 +72,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
     metrics = SegmentationMetrics(num_classes, device=device)
     dtype = autocast_dtype(amp, device)
     for images, masks, indices, sizes in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        check_mask_classes(masks, indices, loader.dataset, num_classes)
         inputs = to_device(images, device, channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(inputs).float()
@@ -86,13 +87,57 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
     return metrics.compute()
 
 
-def prediction_writer(dataset: VOCSegmentation, folder: str | Path) -> Callable:
-    """Writes each prediction as ``<id>.png`` with the VOC palette."""
+def check_mask_classes(masks: torch.Tensor, indices: torch.Tensor, dataset: VOCSegmentation, num_classes: int) -> None:
+    """Refuse masks holding classes the model does not predict (a DataError naming the file),
+    instead of an index error in the loss or a reshape error in the metrics."""
+    beyond = (masks >= num_classes) & (masks != IGNORE_INDEX)
+    if not bool(beyond.any()):
+        return
+    row = int(beyond.flatten(1).any(1).nonzero()[0])
+    values = sorted({int(v) for v in masks[row][beyond[row]].unique()})
+    raise DataError(f"mask {dataset.paths(int(indices[row]))[1]} holds classes {values[:10]}, but the model "
+                    f"predicts {num_classes} (model.classes): 0..{num_classes - 1} and {IGNORE_INDEX} allowed")
+
+
+def check_eval_split(dataset: VOCSegmentation, num_classes: int) -> None:
+    """Read every sample of the validation split once before training, so bad validation data
+    stops the run at once rather than after the first epoch. Lists every bad file."""
+    problems = []
+    for index in range(len(dataset)):
+        try:
+            _, mask = dataset.load(index)
+            check_mask_classes(torch.from_numpy(mask)[None], torch.tensor([index]), dataset, num_classes)
+        except DataError as error:
+            problems.append(str(error))
+    if problems:
+        raise DataError(f"validation split {dataset.split!r} has {len(problems)} bad sample(s) (nothing was trained):\n  "
+                        + "\n  ".join(problems[:20]))
+
+
+def check_prediction_folder(dataset: VOCSegmentation, folder: str | Path) -> Path:
+    """The predictions folder, refused if it is a file or lies inside the dataset (writing
+    there would overwrite ground-truth masks); created here, before any evaluation."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--save-predictions {folder} is a file; give a folder")
+    resolved, dataset_root = folder.resolve(), dataset.voc_root.resolve()
+    if resolved == dataset_root or dataset_root in resolved.parents:
+        raise ValueError(f"--save-predictions {folder} is inside the dataset ({dataset_root}): predictions there "
+                         "could overwrite its images or masks; choose a folder outside it")
     folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def prediction_writer(dataset: VOCSegmentation, folder: str | Path) -> Callable:
+    """Writes each prediction as ``<id>.png`` with the VOC palette, never outside ``folder``
+    and never inside the dataset (see ``check_prediction_folder``)."""
+    folder = check_prediction_folder(dataset, folder)
 
     def write(index: int, prediction: torch.Tensor) -> None:
-        save_mask(prediction.cpu().numpy().astype(np.uint8), folder / f"{dataset.ids[index]}.png")
+        path = folder / f"{dataset.ids[index]}.png"
+        if path.parent != folder:  # read_split refuses such ids; a dataset built otherwise might not
+            raise DataError(f"image id {dataset.ids[index]!r} would write outside {folder}")
+        save_mask(prediction.cpu().numpy().astype(np.uint8), path)
 
     return write
 
@@ -103,6 +148,7 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     seed_everything(cfg.train.seed)
     root = data_root(cfg, dist)
     train_loader, val_loader = build_loaders(cfg, dist, root)
+    check_eval_split(val_loader.dataset, cfg.model.classes)
     start_run(run_dir, resume)
     # On resume the checkpoint supplies every weight: the pretrained file is not needed again.
     model = build_segmenter(cfg.model.encoder, classes=cfg.model.classes, in_channels=cfg.model.in_channels,
@@ -116,7 +162,8 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     channels_last = uses_channels_last(cfg.train, dist)
 
     def prepare_batch(batch):
-        images, masks, _ = batch
+        images, masks, indices = batch
+        check_mask_classes(masks, indices, train_loader.dataset, cfg.model.classes)
         return to_device(images, dist.device, channels_last), masks.to(dist.device, non_blocking=True).long()
 
     def loss_fn(logits, target):

@@ -1,10 +1,17 @@
 """The one training loop (segmentation now, classification later): AMP, DDP, checkpoints, resume.
 
 ``Trainer.fit`` runs epochs until the iteration budget is spent. After every epoch it evaluates
-(every ``eval_every`` epochs and at the end), writes ``checkpoints/last.*`` and, when the primary
-metric improves, ``checkpoints/best.safetensors``. Resuming reloads ``last`` and continues with
-the same data order and augmentation (both are seeded by epoch), so on CPU a resumed run ends with
-the same weights as an uninterrupted one.
+(every ``eval_every`` epochs and at the end) and commits a checkpoint (``checkpoints/last.*`` and,
+when the primary metric improves, ``best.safetensors``) as one unit, refusing non-finite weights.
+Resuming verifies the checkpoint, cuts ``metrics.jsonl`` back to it and continues with the same
+data order and augmentation (both are seeded by epoch), so on CPU a resumed run ends with the
+same weights as an uninterrupted one, however it was killed.
+
+A changed schedule length on resume (``--resume RUN --epochs N``) is followed as if the run had
+been planned with the new length from the start: from the current step on, the lr is the new
+schedule's (a finished poly or cosine run restarts at the lr the longer schedule has at this step,
+then decays to its new end). ``config.yaml`` is updated and records the change under
+``provenance.schedule_changes``. A length shorter than the steps already trained is refused.
 """
 
 from __future__ import annotations
@@ -23,14 +30,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..config import load_config, save_config
+from ..files import non_finite_keys, weights_bytes
 from ..layers import default_regularization_weight, regularization_loss, regularized_layers
 from . import checkpoint as ckpt
-from .distributed import DistInfo, broadcast_flag, mean_over_ranks
+from .distributed import DistInfo, barrier, broadcast_flag, mean_over_ranks
 from .optim import build_optimizer, build_scheduler
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss; the last good checkpoint is left as it was."""
+    """Training produced a NaN/inf loss (or weights); the last good checkpoint is left as it was."""
 
 
 @dataclass
@@ -56,13 +65,20 @@ def seed_everything(seed: int) -> None:
 
 
 def start_run(run_dir: Path, resume: bool) -> None:
-    """Refuse to overwrite a run, or to resume one that is not there."""
-    state = Path(run_dir) / "checkpoints" / "last.state.pt"
-    if resume and not state.is_file():
-        raise FileNotFoundError(f"--resume {run_dir}: no checkpoints/last.state.pt to resume from")
-    if not resume and state.exists():
+    """Refuse to overwrite a run or a folder that is not one, or to resume a run that is not there.
+    A folder whose run stopped before its first checkpoint holds no run: it may start again."""
+    run_dir = Path(run_dir)
+    if resume and not ckpt.committed(run_dir / "checkpoints"):
+        hint = " (its run stopped before its first checkpoint: start it again without --resume)" \
+            if (run_dir / "config.yaml").is_file() else ""
+        raise FileNotFoundError(f"--resume {run_dir}: no checkpoint to resume from{hint}")
+    if not resume and (run_dir / "checkpoints" / ckpt.STATE).exists():
         raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    foreign = [] if resume else ckpt.foreign_entries(run_dir)
+    if foreign:
+        raise FileExistsError(f"{run_dir} is not empty and not a run folder (it holds {', '.join(foreign[:5])}): "
+                              "choose another --output")
+    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def total_steps(schedule_cfg, steps_per_epoch: int, default: dict) -> int:
@@ -115,7 +131,22 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
     )
     if resume:
         trainer.resume()
+        if trainer.schedule_change and dist.is_main:
+            record_schedule_change(run_dir, cfg, trainer.schedule_change)
+    elif dist.is_main:
+        ckpt.discard_aborted(run_dir)
     return trainer
+
+
+def record_schedule_change(run_dir: Path, cfg, change: dict) -> None:
+    """Write the new schedule length into the run's ``config.yaml`` (only that: other flags given
+    with ``--resume`` apply to this invocation alone) and list the change in its provenance."""
+    saved = load_config(type(cfg), [Path(run_dir) / "config.yaml"])
+    saved.schedule.epochs, saved.schedule.iters = cfg.schedule.epochs, cfg.schedule.iters
+    changes = saved.provenance.setdefault("schedule_changes", [])
+    if change not in changes:
+        changes.append(change)
+    save_config(saved, Path(run_dir) / "config.yaml")
 
 
 class Trainer:
@@ -152,6 +183,7 @@ class Trainer:
         self.regularized = regularized_layers(model)
         self.regularization_weight = (default_regularization_weight(model) if regularization_weight is None
                                       else regularization_weight)
+        self.schedule_change: dict | None = None  # set by resume() when the length changed
 
     # ----------------------------------------------------------------------------- files
     @property
@@ -159,42 +191,88 @@ class Trainer:
         return self.run_dir / "checkpoints"
 
     def log(self, record: dict) -> None:
-        if self.dist.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a") as out:
+        if not self.dist.is_main:
+            return
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            with open(path, "a") as out:
                 out.write(json.dumps(record) + "\n")
+        except OSError as error:  # e.g. disk full: name the file
+            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
 
     def say(self, text: str) -> None:
         if self.dist.is_main and self.log_mode != "quiet":
             tqdm.write(text, file=sys.stderr)
 
     def save(self, best: bool) -> None:
+        """Commit ``last`` (weights + state) and, if ``best``, ``best.safetensors`` as one checkpoint.
+        Non-finite weights are refused on every rank, so a diverged run never replaces a good checkpoint."""
+        state_dict = self.model.state_dict()
+        bad = non_finite_keys(state_dict)
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite weights after step {self.progress.step} (epoch {self.progress.epoch}) in "
+                f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}; not saved. The last good checkpoint in "
+                f"{self.checkpoint_dir} is intact: lower the lr, add warmup, or try --amp bf16 instead of fp16.")
         if not self.dist.is_main:
             return
-        meta = dict(self.metadata, epoch=self.progress.epoch, step=self.progress.step)
-        state_dict = self.model.state_dict()
-        ckpt.save_weights(self.checkpoint_dir / "last.safetensors", state_dict, meta)
-        if best:
-            ckpt.save_weights(self.checkpoint_dir / "best.safetensors", state_dict, meta)
-        ckpt.save_state(self.checkpoint_dir / "last.state.pt", {
+        weights = weights_bytes(state_dict, dict(self.metadata, epoch=self.progress.epoch, step=self.progress.step))
+        files = {ckpt.WEIGHTS: weights, ckpt.STATE: ckpt.state_bytes({
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "progress": vars(self.progress),
             "rng": torch.get_rng_state(),
+            "total_steps": self.total_steps,
+        })}
+        if best:
+            files[ckpt.BEST] = weights
+        metrics = self.run_dir / "metrics.jsonl"
+        ckpt.commit(self.checkpoint_dir, files, {
+            "epoch": self.progress.epoch, "step": self.progress.step, "total_steps": self.total_steps,
+            "metrics_jsonl_bytes": metrics.stat().st_size if metrics.is_file() else 0,
         })
 
     def resume(self) -> None:
-        """Load ``last``: weights, optimiser, scheduler, scaler, progress, RNG."""
-        state_path = self.checkpoint_dir / "last.state.pt"
-        self.model.load_state_dict(ckpt.load_weights(self.checkpoint_dir / "last.safetensors"))
-        state = ckpt.load_state(state_path)
+        """Load ``last`` (weights, optimiser, scheduler, scaler, progress, RNG) after finishing or
+        discarding an interrupted checkpoint write and verifying every file against the manifest;
+        ``metrics.jsonl`` is cut back to the records the checkpoint had seen."""
+        if self.dist.is_main:
+            ckpt.recover(self.run_dir)
+        barrier()
+        manifest = ckpt.verify(self.checkpoint_dir)
+        weights_path = self.checkpoint_dir / ckpt.WEIGHTS
+        try:
+            self.model.load_state_dict(ckpt.read_weights(weights_path))
+        except RuntimeError as error:
+            raise ckpt.CheckpointError(f"{weights_path} does not fit this run's model: "
+                                       f"{str(error).splitlines()[0]}") from error
+        state = ckpt.load_state(self.checkpoint_dir / ckpt.STATE)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
         torch.set_rng_state(state["rng"])
+        if manifest is not None and self.dist.is_main:
+            ckpt.truncate(self.run_dir / "metrics.jsonl", manifest["metrics_jsonl_bytes"])
         self.say(f"resumed from {self.checkpoint_dir} after epoch {self.progress.epoch} "
                  f"(step {self.progress.step}/{self.total_steps})")
+        self.schedule_change = self._follow_schedule_length(state.get("total_steps", state["scheduler"].get("t_initial")))
+
+    def _follow_schedule_length(self, saved_total: int | None) -> dict | None:
+        """Apply a schedule length that differs from the checkpoint's (see the module docstring)."""
+        if saved_total is None or saved_total == self.total_steps:
+            return None
+        if self.total_steps < self.progress.step:
+            raise ValueError(f"{self.run_dir} has already trained {self.progress.step} steps ({self.progress.epoch} "
+                             f"epochs); a schedule of {self.total_steps} steps would have ended before that. "
+                             f"Give a longer --epochs/--iters, or none to keep {saved_total} steps.")
+        if hasattr(self.scheduler, "t_initial"):  # poly and cosine; multistep's milestones do not depend on it
+            self.scheduler.t_initial = self.total_steps
+        self.scheduler.step_update(self.progress.step)
+        self.say(f"schedule length changed from {saved_total} to {self.total_steps} steps at step "
+                 f"{self.progress.step}: lr now {self.optimizer.param_groups[0]['lr']:.3e}")
+        return {"at_step": self.progress.step, "from_steps": saved_total, "to_steps": self.total_steps}
 
     # ----------------------------------------------------------------------------- loop
     def fit(self) -> dict:
