@@ -47,7 +47,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="DataLoader workers per process")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision on CUDA (default bf16)")
+    parser.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"],
+                        help="mixed precision (default auto: bf16 on CUDA, fp32 on CPU; bf16/fp16 on any device)")
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     parser.add_argument("--log-mode", choices=["bar", "plain", "quiet"], help="progress bar, log lines, or silence")
 

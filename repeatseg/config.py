@@ -60,6 +60,7 @@ class OptimConfig:
     # Weight of the model's regularisation term (shared bases: the orthogonality penalty); null:
     # what the model's layers ask for (10 for shared bases, 0 for families without a term).
     regularization_weight: float | None = None
+    clip_grad_norm: float | None = None  # clip the global gradient norm (the authors' ImageNet code: 1.0)
 
 
 @dataclass
@@ -81,8 +82,8 @@ class ScheduleConfig:
 class TrainConfig:
     batch_size: int = 16  # total over all processes
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    amp: Literal["none", "bf16", "fp16"] = "bf16"  # CUDA only; CPU runs in fp32
-    channels_last: bool = True  # CUDA only
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU; bf16/fp16 on any device
+    channels_last: bool | None = None  # null: on CUDA only; true/false: on any device
     compile: bool = False
     sync_bn: bool = True  # CUDA DDP only
     seed: int = 0

@@ -8,7 +8,8 @@ from pathlib import Path
 import segmentation_models_pytorch as smp
 
 from .registry import register
-from .weights import load_encoder_weights
+from .variants import get_variant
+from .weights import load_encoder_weights, read_metadata, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,17 @@ def build_segmenter(
 ) -> smp.Unet:
     """U-Net (encoder depth 5, decoder ``DECODER_CHANNELS``) on a repeatseg encoder (any name
     of a family's grammar; ``options`` are model options, e.g. ``{"gradient": "bireal"}``, added
-    to any the name carries in brackets).
+    to any the name carries in brackets). A pretrained encoder brings the options it was trained
+    with (its file's metadata); ``options`` override them.
 
     ``encoder_weights`` is None, a checkpoint path, or a tag resolved in ``weights_dir`` /
     ``$REPEATSEG_WEIGHTS`` (see ``repeatseg.weights``). Weights are loaded into a 3-channel stem,
     then smp adapts that stem to ``in_channels``, as it does for its own pretrained encoders.
     The load report is kept as ``model.encoder_weights_report`` (None without weights).
     """
+    if encoder_weights is not None:
+        encoder_weights = resolve_weights(encoder_weights, get_variant(encoder).name, weights_dir)
+        options = {**stored_options(read_metadata(encoder_weights)), **(options or {})}
     variant = register(encoder, **(options or {}))
     model = smp.Unet(
         encoder_name=variant.smp_key,

@@ -69,11 +69,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     is not passed on)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = dict(handle.metadata() or {})
-        except SafetensorError as error:
-            raise ValueError(f"{path} is empty, truncated or not a safetensors file ({error})") from error
+        metadata = read_metadata(path)
         tensors = load_weights(path)
     else:
         tensors, metadata = _read_torch_checkpoint(path), {}
@@ -82,6 +78,17 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise ValueError(f"{path} holds NaN or inf values in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}: "
                          "not usable as weights")
     return tensors, metadata
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """A weights file's metadata without reading its tensors ({} for a torch file, which has none)."""
+    if Path(path).suffix != ".safetensors":
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except SafetensorError as error:
+        raise ValueError(f"{path} is empty, truncated or not a safetensors file ({error})") from error
 
 
 def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:

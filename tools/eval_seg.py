@@ -39,7 +39,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=None, help="images per batch and process")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None)
+    parser.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], default=None)
     return parser
 
 

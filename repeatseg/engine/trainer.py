@@ -52,10 +52,11 @@ class Progress:
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. AMP is a CUDA feature here; CPU runs in fp32."""
-    if device.type != "cuda" or amp == "none":
-        return None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    """The autocast dtype, or None for fp32. ``auto`` is bf16 on CUDA and fp32 elsewhere; an explicit
+    ``bf16``/``fp16`` applies on any device (CPU autocast runs both)."""
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "none"
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def seed_everything(seed: int) -> None:
@@ -99,7 +100,7 @@ def prepare_model(model: nn.Module, train_cfg, dist: DistInfo) -> tuple[nn.Modul
     if cuda and dist.distributed and train_cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(dist.device)
-    if cuda and train_cfg.channels_last:
+    if uses_channels_last(train_cfg, dist):
         model = model.to(memory_format=torch.channels_last)
     train_model = model
     if dist.distributed:
@@ -110,7 +111,8 @@ def prepare_model(model: nn.Module, train_cfg, dist: DistInfo) -> tuple[nn.Modul
 
 
 def uses_channels_last(train_cfg, dist: DistInfo) -> bool:
-    return dist.device.type == "cuda" and train_cfg.channels_last
+    """``train.channels_last``: null means on CUDA only; true or false applies on any device."""
+    return dist.device.type == "cuda" if train_cfg.channels_last is None else train_cfg.channels_last
 
 
 def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_loader, *, prepare_batch: Callable,
@@ -127,7 +129,7 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
         prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=evaluate, run_dir=run_dir, dist=dist,
         total_steps=steps, amp=cfg.train.amp, eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
         log_mode=cfg.train.log_mode, primary_metric=primary_metric, metadata=metadata,
-        regularization_weight=cfg.optim.regularization_weight,
+        regularization_weight=cfg.optim.regularization_weight, clip_grad_norm=cfg.optim.clip_grad_norm,
     )
     if resume:
         trainer.resume()
@@ -159,6 +161,7 @@ class Trainer:
         metadata: stored in every weights file (encoder name, classes, ...).
         regularization_weight: weight of the model's regularisation term in the loss (None: what
             its layers ask for; 0 or a model without a term: none).
+        clip_grad_norm: clip the global gradient norm to this before each step (None: no clipping).
     """
 
     def __init__(
@@ -166,7 +169,7 @@ class Trainer:
         train_loader, prepare_batch: Callable, loss_fn: Callable, evaluate: Callable[[nn.Module], dict],
         run_dir: str | Path, dist: DistInfo, total_steps: int, amp: str = "none", eval_every: int = 1,
         log_every: int = 20, log_mode: str = "bar", primary_metric: str = "miou", metadata: dict | None = None,
-        regularization_weight: float | None = None,
+        regularization_weight: float | None = None, clip_grad_norm: float | None = None,
     ):
         self.model, self.train_model = model, train_model
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -175,7 +178,8 @@ class Trainer:
         self.total_steps, self.eval_every, self.log_every, self.log_mode = total_steps, eval_every, log_every, log_mode
         self.primary_metric, self.metadata = primary_metric, dict(metadata or {})
         self.amp_dtype = autocast_dtype(amp, dist.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=self.amp_dtype == torch.float16)
+        self.clip_grad_norm = clip_grad_norm
         self.progress = Progress()
         self.steps_per_epoch = len(train_loader)
         self.total_epochs = math.ceil(total_steps / self.steps_per_epoch)
@@ -360,6 +364,9 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.clip_grad_norm:  # on the true gradients: unscaled first under fp16
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.progress.step += 1

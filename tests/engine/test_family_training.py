@@ -56,3 +56,19 @@ def test_an_unknown_option_is_a_config_error_naming_it(data_root, tmp_path):
 def test_classification_config_has_model_options():
     cfg = load_config(ClsConfig, sets=["model.options.gradient=bireal"])
     assert cfg.model.options == {"gradient": "bireal"}
+
+
+def test_a_pretrained_encoder_brings_its_options_unless_overridden(tmp_path):
+    import repeatseg
+    from repeatseg.files import save_weights
+
+    name = tiny("resnet18", 2, "flip").name
+    encoder = repeatseg.build_segmenter(name, classes=3, options={"gradient": "bireal"}).encoder
+    path = tmp_path / "pretrained.safetensors"
+    save_weights(path, {k: v for k, v in encoder.state_dict().items() if not k.startswith("adapters.")},
+                 {"encoder": name, "options": {"gradient": "bireal"}})
+    model = repeatseg.build_segmenter(name, classes=3, encoder_weights=path)
+    assert model.encoder.layer1[0].conv1.transform.gradient == "bireal"
+    assert model.encoder_variant.option_dict == {"gradient": "bireal"}
+    overridden = repeatseg.build_segmenter(name, classes=3, encoder_weights=path, options={"gradient": "clamp"})
+    assert overridden.encoder.layer1[0].conv1.transform.gradient == "clamp"

@@ -1,0 +1,46 @@
+"""The CUDA code paths that can run on CPU, run on CPU: AMP (bf16 autocast), channels_last and
+torch.compile (inductor; needs a C compiler), each a short training run whose loss must fall and
+whose checkpoint must reload to the mIoU the run recorded. tools/gpu_check.py runs the same checks
+on a GPU."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from tiny import tiny
+
+from repeatseg.engine.checks import training_check
+from repeatseg.engine.distributed import setup
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("paths")
+
+
+@pytest.mark.parametrize("transform", ["flip", "swish"])
+@pytest.mark.parametrize("path", [dict(amp="bf16"), dict(channels_last=True), dict(compile=True)],
+                         ids=["amp_bf16", "channels_last", "compile"])
+def test_path_trains_and_its_checkpoint_round_trips(workdir, transform, path):
+    encoder = tiny("resnet18", 2, transform).name
+    result = training_check(f"{transform}-{'-'.join(path)}", workdir, setup("cpu"), encoder, iters=8, crop=32, **path)
+    assert result.passed, result.detail
+
+
+def test_gpu_check_reports_a_table_and_refuses_a_missing_gpu(tmp_path, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    code = tool.main(tool.get_args_parser().parse_args(["--device", "cuda"]))
+    assert code == 2 and "--device cpu" in capsys.readouterr().err  # this machine has no GPU
+    monkeypatch.setattr(tool, "training_checks", lambda *args: [tool.CheckResult("amp bf16 (x)", True, "ok", 1.0)])
+    code = tool.main(tool.get_args_parser().parse_args(["--device", "cpu", "--quick", "--json", str(tmp_path / "r.json")]))
+    out = capsys.readouterr().out
+    assert "amp bf16 (x)" in out and "bench vs dense twin" in out and "PASS" in out
+    rows = json.loads((tmp_path / "r.json").read_text())
+    bench = next(r for r in rows if r["name"] == "bench vs dense twin")
+    assert set(bench["figures"]) == {"train_step_ratio", "peak_memory_ratio", "folded_infer_ratio"}
+    assert code == (0 if all(r["passed"] for r in rows) else 1)
