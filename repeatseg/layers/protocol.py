@@ -83,8 +83,9 @@ def bit_parameter_names(model: nn.Module) -> dict[str, int]:
 
 
 def fold_layers(model: nn.Module) -> nn.Module:
-    """Replace, in place, every layer that folds by its plain module (post-order: children first)."""
-    folded_modules: dict[int, nn.Module] = {}  # a shared layer folds once
+    """Replace, in place, every layer that folds by its plain module; an outer layer folds whole
+    (its inner layers go with it), and a layer shared by several parents folds once."""
+    folded_modules: dict[int, nn.Module | None] = {}
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, SharingLayer):
