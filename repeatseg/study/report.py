@@ -205,8 +205,10 @@ def effect_lines(rows: list[Row], per_seed: dict[str, dict[str, list[float]]]) -
     lines = []
     for row in rows:
         variant = get_variant(row.encoder)
+        if not variant.is_dense or variant.width == 1:
+            continue
         base = dataclasses.replace(variant, width=1).name
-        if not variant.is_dense or variant.width == 1 or base not in names:
+        if base not in names:
             continue
         for label, values in per_seed.items():
             wide, narrow = values.get(row.encoder, []), values.get(base, [])
