@@ -30,7 +30,7 @@ from repeatseg.study.runner import plan_cells, run_study
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="runs/demo", help="demo folder (a small study folder)")
-    parser.add_argument("--encoder", default="repeat_r18_f4_b8")
+    parser.add_argument("--encoder", default="repeat_r18_f4_b4")
     parser.add_argument("--seg-config", default="configs/seg/demo.yaml")
     parser.add_argument("--cls-config", default="configs/cls/digits.yaml")
     parser.add_argument("--data-root", help="digits folder (default: the configs', demo_data/digits)")

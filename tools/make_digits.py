@@ -2,7 +2,7 @@
 split and a VOC-layout set of digit scenes (see repeatseg/data/digits.py). Deterministic for a seed.
 
     python tools/make_digits.py --output demo_data/digits
-    python tools/make_digits.py --output demo_data/digits --seed 0 --canvas 64 --train-scenes 2000 --val-scenes 500
+    python tools/make_digits.py --output demo_data/digits --seed 0 --canvas 32 --train-scenes 2000 --val-scenes 1000
 
 Then: tools/train_cls.py --data-root DIR/cls, tools/train_seg.py --data-root DIR/seg.
 """
@@ -25,7 +25,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="fixes the train/held-out split and every scene")
     parser.add_argument("--canvas", type=int, default=DEFAULT.canvas, help="scene side in pixels")
     parser.add_argument("--train-scenes", type=int, default=2000)
-    parser.add_argument("--val-scenes", type=int, default=500)
+    parser.add_argument("--val-scenes", type=int, default=1000)
     parser.add_argument("--digits", type=int, nargs=2, default=list(DEFAULT.digits), metavar=("MIN", "MAX"),
                         help="digits per scene")
     parser.add_argument("--digit-size", type=int, nargs=2, default=list(DEFAULT.digit_size), metavar=("MIN", "MAX"),
@@ -40,8 +40,8 @@ def check(args: argparse.Namespace) -> str | None:
     """What is wrong with the arguments, or None."""
     if args.train_scenes < 1 or args.val_scenes < 1:
         return "--train-scenes and --val-scenes must be >= 1"
-    if args.canvas < 32:
-        return f"--canvas must be >= 32 pixels, got {args.canvas}"
+    if args.canvas < 32 or args.canvas % 32:
+        return f"--canvas must be a multiple of 32 pixels (the U-Net's output stride), got {args.canvas}"
     if not 1 <= args.digits[0] <= args.digits[1]:
         return f"--digits needs 1 <= MIN <= MAX, got {args.digits}"
     if not 8 <= args.digit_size[0] <= args.digit_size[1] <= args.canvas:

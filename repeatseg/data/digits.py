@@ -80,9 +80,9 @@ def stratified_split(labels: np.ndarray, seed: int = 0, train_per_class: int = T
 class SceneStyle:
     """How scenes are drawn. Sizes in pixels; a digit's size is the side of its (square) 28x28 box."""
 
-    canvas: int = 64
-    digits: tuple[int, int] = (1, 3)  # digits per scene, inclusive
-    digit_size: tuple[int, int] = (28, 44)
+    canvas: int = 32
+    digits: tuple[int, int] = (1, 2)  # digits per scene, inclusive
+    digit_size: tuple[int, int] = (22, 30)  # about the pretraining scale (28x28 digits seen at 32 px)
     stroke_dilation: int = 1  # thicken strokes (image and label) by this many pixels
     void_width: int = 1  # void band around every stroke
     placement_tries: int = 8  # keep the least overlapping of this many random positions (1: uniform)
@@ -191,7 +191,7 @@ def write_scenes(output: Path, images: np.ndarray, labels: np.ndarray, splits: d
     return voc
 
 
-def make_digits(output: str | Path, seed: int = 0, train_scenes: int = 2000, val_scenes: int = 500,
+def make_digits(output: str | Path, seed: int = 0, train_scenes: int = 2000, val_scenes: int = 1000,
                 style: SceneStyle = SceneStyle(), progress: bool = False) -> Path:
     """Write ``output/cls`` (the digit split) and ``output/seg`` (the scenes); returns ``output``."""
     output = Path(output)

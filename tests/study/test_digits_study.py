@@ -23,7 +23,7 @@ def tiny_digits(tmp_path_factory):
     few_held_out = [r for d in range(10) for r in held_out[labels[held_out] == d][:1]]
     write_classification(root / "cls", images, labels, {"train": few_train, "val": few_held_out})
     write_scenes(root / "seg", images, labels, {"train": (train, 8), "val": (held_out, 4)}, seed=0,
-                 style=SceneStyle(canvas=64))
+                 style=SceneStyle())
     return root
 
 
