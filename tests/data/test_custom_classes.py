@@ -92,6 +92,18 @@ def test_mask_values_outside_the_list_are_refused_with_the_file_named(four_class
         VOCSegmentation(bad, "train").load(0)
 
 
+def test_metrics_name_any_class_list_and_refuse_a_wrong_length():
+    import torch
+
+    from repeatseg.metrics import SegmentationMetrics
+
+    metrics = SegmentationMetrics(4, class_names=NAMES)
+    metrics.update(torch.tensor([[[0, 1], [2, 3]]]), torch.tensor([[[0, 1], [2, 255]]]))
+    assert list(metrics.compute()["per_class_iou"]) == list(NAMES)
+    with pytest.raises(ValueError, match="3 class names for 4 classes"):
+        SegmentationMetrics(4, class_names=NAMES[:3])
+
+
 def test_classification_takes_its_class_count_from_the_folders(tmp_path):
     make_synthetic_imagenet(tmp_path / "data", num_classes=4, per_class=4, val_per_class=2, size=32)
     sets = [f"data.root={tmp_path / 'data'}", "model.name=dense_resnet18_w1_b8", "data.image_size=32",
