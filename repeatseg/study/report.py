@@ -288,7 +288,7 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
             f"| {r.encoder} | {r.n} | {_pm(r.miou_mean, r.miou_std)} | {_pm(r.pixel_acc_mean, r.pixel_acc_std)} "
             f"| {_pm(r.rel_contribution, r.rel_contribution_std)} | {_pm(r.paper_miou, None)} "
             f"| {_pm(r.paper_pixel_acc, None)} | {_pm(paper_rc, None)} | {r.trainable_params / 1e6:.2f}M "
-            f"| {r.packed_bytes / 2**20:.1f} | {r.macs / 1e9:.1f} "
+            f"| {r.packed_bytes / 2**20:.1f} | {r.macs / 1e9:.3g} "
             f"| {'-' if r.train_images_per_s is None else f'{r.train_images_per_s:.1f}'} |")
     lines += ["", *effect_lines(rows, per_seed or {}), *classification_lines(rows)]
     if study_dir is not None:
