@@ -28,15 +28,18 @@ class ModelConfig:
     encoder: str = "repeat_r18_f4"
     encoder_weights: str | None = None  # a path or a tag (see repeatseg.weights)
     weights_dir: str | None = None
-    classes: int = 21
+    classes: int | None = None  # None: the dataset's class count (its class list); a set value must match it
     in_channels: int = 3
     options: dict = field(default_factory=dict)  # model options, e.g. {gradient: bireal} (--set model.options.gradient=bireal)
 
 
 @dataclass
 class DataConfig:
-    dataset: Literal["voc", "synthetic"] = "voc"
+    # voc: any VOC-layout set; synthetic: generated shapes; digits: real MNIST digit scenes. Generated
+    # sets are written at root if absent (digits: root holds cls/ and seg/, as tools/make_digits.py writes).
+    dataset: Literal["voc", "synthetic", "digits"] = "voc"
     root: str | None = None
+    classes: list[str] | None = None  # class names, index = class; None: the set's classes.txt, else VOC's 21
     synthetic_classes: list[int] = field(default_factory=lambda: list(range(1, 21)))  # when generating
     split: str = "train"  # train, trainval or train_aug
     val_split: str = "val"
@@ -108,14 +111,15 @@ class SegConfig:
 @dataclass
 class ClsModelConfig:
     name: str = "repeat_resnet18_f4"  # a timm model name
-    num_classes: int = 1000
+    num_classes: int | None = None  # None: the number of class folders in the training split
     drop_rate: float = 0.0
     options: dict = field(default_factory=dict)  # model options, as in ModelConfig
 
 
 @dataclass
 class ClsDataConfig:
-    dataset: Literal["imagefolder", "synthetic"] = "imagefolder"  # synthetic: generated at root if absent
+    # synthetic: generated at root if absent; digits: the MNIST digit split, root as for DataConfig (reads root/cls)
+    dataset: Literal["imagefolder", "synthetic", "digits"] = "imagefolder"
     root: str | None = None  # holds train/<wnid>/ and val/<wnid>/
     train_split: str = "train"
     val_split: str = "val"
@@ -152,12 +156,16 @@ def _table3_encoders() -> list[str]:
 
 @dataclass
 class PretrainStudyConfig:
-    """Pretrain every encoder first (train_cls.py), export it, and start segmentation from it."""
+    """Pretrain every encoder first (train_cls.py), export it, and start segmentation from it.
+
+    Pretraining runs once per (encoder, seed) with the cell's seed, so the spread over seeds
+    includes pretraining as well as fine-tuning variance.
+    """
 
     enabled: bool = False
     config: str | None = None  # a configs/cls/*.yaml recipe
     sets: list[str] = field(default_factory=list)  # --set overrides for it
-    tag: str = "pretrained"
+    tag: str = "pretrained"  # weights/<encoder>-<tag>-seed<k>.safetensors
 
 
 @dataclass

@@ -17,7 +17,8 @@ from .data.voc import CLASS_NAMES, IGNORE_INDEX
 
 
 class SegmentationMetrics:
-    """mIoU, pixel accuracy, mean class accuracy, per-class IoU and the confusion matrix (fractions)."""
+    """mIoU, pixel accuracy, mean class accuracy, per-class IoU (named by ``class_names``) and the
+    confusion matrix (fractions), for any number of classes."""
 
     def __init__(self, num_classes: int = 21, ignore_index: int = IGNORE_INDEX, device=None,
                  class_names: tuple[str, ...] | None = None):
@@ -28,8 +29,11 @@ class SegmentationMetrics:
             "pixel_acc": MulticlassAccuracy(average="micro", **options),
             "mean_class_acc": MulticlassAccuracy(average="macro", **options),
         }).to(device or "cpu")
-        self.class_names = class_names or (CLASS_NAMES if num_classes == len(CLASS_NAMES) else
-                                           tuple(f"class_{i}" for i in range(num_classes)))
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes: {list(class_names)[:5]}...")
+        # A dataset's own list names its classes; without one, VOC's names fit 21 classes.
+        self.class_names = tuple(class_names) if class_names else (
+            CLASS_NAMES if num_classes == len(CLASS_NAMES) else tuple(f"class_{i}" for i in range(num_classes)))
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         """``prediction`` and ``target``: (N, H, W) class indices; target 255 is ignored."""

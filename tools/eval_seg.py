@@ -23,7 +23,7 @@ from repeatseg.config import ConfigError, SegConfig, load_config
 from repeatseg.data import DataError
 from repeatseg.engine import checkpoint as ckpt
 from repeatseg.engine import distributed
-from repeatseg.engine.seg import evaluate, prediction_writer, val_loader_for
+from repeatseg.engine.seg import evaluate, prediction_writer, segmentation_root, val_loader_for
 from repeatseg.metrics import format_table
 
 
@@ -67,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         weights, encoder, classes = Path(metadata["checkpoint"]), metadata["encoder"], model.segmentation_head[0].out_channels
         ckpt.check_against_manifest(weights)
         cfg = run_config(weights)
-        root = args.data_root or cfg.data.root
+        root = args.data_root or segmentation_root(cfg)
         if not root:
             raise ConfigError("no data root: pass --data-root")
         dist = distributed.setup(args.device or cfg.train.device)
@@ -79,7 +79,10 @@ def main(args: argparse.Namespace) -> int:
         model.to(dist.device)
         loader = val_loader_for(Path(root), args.split or cfg.data.val_split, dist,
                                 args.batch_size or cfg.train.eval_batch_size,
-                                cfg.data.workers if args.workers is None else args.workers)
+                                cfg.data.workers if args.workers is None else args.workers, class_names=cfg.data.classes)
+        if loader.dataset.num_classes != classes:
+            raise ValueError(f"the model predicts {classes} classes but {loader.dataset.voc_root} has "
+                             f"{loader.dataset.num_classes} ({', '.join(loader.dataset.class_names[:5])}, ...)")
         writer = prediction_writer(loader.dataset, args.save_predictions) if args.save_predictions else None
         metrics = evaluate(model, loader, dist.device, classes, args.amp or cfg.train.amp,
                            channels_last=False, flip=args.flip, on_prediction=writer, progress=dist.is_main)

@@ -26,7 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--model", help="timm model name, e.g. repeat_resnet18_f4 (or repeat_resnet18_f4_b16)")
-    parser.add_argument("--num-classes", type=int, help="classes in train/ (1000 for ImageNet)")
+    parser.add_argument("--num-classes", type=int, help="classes in train/ (default: the number of class folders)")
     parser.add_argument("--val-labels", help="labels for a flat val/ folder: '<file> <wnid>' lines")
     parser.add_argument("--image-size", type=int, help="train crop and eval size (default 224)")
     return parser

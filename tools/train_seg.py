@@ -1,4 +1,5 @@
-"""Train a segmenter (the study's U-Net on a repeatseg encoder) on Pascal VOC or the synthetic set.
+"""Train a segmenter (the study's U-Net on a repeatseg encoder) on Pascal VOC, any VOC-layout set with its
+own classes (ImageSets/Segmentation/classes.txt or data.classes), the digit scenes or the synthetic set.
 
     python tools/train_seg.py --encoder repeat_r18_f4 --data-root ~/data --output runs/f4
     python tools/train_seg.py --config configs/seg/voc_unet.yaml --encoder dense_r18_w4 --set optim.lr=0.02
@@ -31,7 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoder", help="registered encoder name, e.g. repeat_r18_f4 (or repeat_r18_f4_b16)")
     parser.add_argument("--encoder-weights", help="pretrained encoder: a file path or a tag such as imagenet")
     parser.add_argument("--weights-dir", help="folder where weight tags resolve (default $REPEATSEG_WEIGHTS)")
-    parser.add_argument("--dataset", choices=["voc", "synthetic"])
+    parser.add_argument("--dataset", choices=["voc", "synthetic", "digits"],
+                        help="digits: the real-digit scenes (tools/make_digits.py), written at --data-root if absent")
     parser.add_argument("--split", help="training split: train, trainval or train_aug")
     parser.add_argument("--crop-size", type=int)
     return parser

@@ -3,9 +3,11 @@
     python tools/transfer_study.py --config configs/study/voc_table3.yaml --output studies/table3 --data-root ~/data
     torchrun --nproc_per_node=8 tools/transfer_study.py --config configs/study/voc_table3.yaml --output studies/table3
     python tools/transfer_study.py --config configs/study/demo.yaml --output studies/demo     # CPU, synthetic
+    python tools/transfer_study.py --config configs/study/digits.yaml --output studies/digits # CPU, real digits
     python tools/transfer_study.py --report-only --output studies/table3                      # rebuild the report
 
-Finished cells are skipped and interrupted ones resumed: run the same command again after a kill.
+Finished units (pretraining per encoder and seed, cells) are skipped and interrupted ones resumed:
+run the same command again after a kill.
 Writes <output>/report.md, results.csv, results.json and figures/.
 """
 

@@ -7,7 +7,10 @@ Layout (torchvision's ``VOCSegmentation`` reads the same)::
       SegmentationClass/<id>.png        palette PNGs: class indices 0..20, 255 = void
       SegmentationClassAug/<id>.png     SBD-augmented masks (train_aug split; no void band)
       ImageSets/Segmentation/{train,val,trainval,train_aug}.txt
+      ImageSets/Segmentation/classes.txt   optional: a dataset's own class names, one per line
 
+A dataset with its own classes (users' data, the digit scenes) lists them in ``classes.txt`` (line
+``i`` names class ``i``) or in the config (``data.classes``); without either, VOC's 21 apply.
 Masks are read with PIL as indices (``np.array(Image.open(p))``); converting a palette PNG to
 "L" or reading it with OpenCV would give luminances, not classes.
 """
@@ -28,6 +31,7 @@ CLASS_NAMES = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
 AUG_SPLITS = {"train_aug"}  # splits whose masks live in SegmentationClassAug
+CLASS_LIST_FILE = "classes.txt"  # beside the split files
 
 EXPECTED_TREE = """expected a Pascal VOC tree, given as any of ROOT, ROOT/VOCdevkit or ROOT/VOCdevkit/VOC2012:
   ROOT/VOCdevkit/VOC2012/
@@ -87,6 +91,24 @@ def read_split(voc_root: Path, split: str) -> list[str]:
     return ids
 
 
+def read_class_names(voc_root: Path) -> tuple[str, ...]:
+    """The dataset's class names: its ``classes.txt`` beside the split files, else VOC's 21."""
+    path = voc_root / "ImageSets" / "Segmentation" / CLASS_LIST_FILE
+    if not path.is_file():
+        return CLASS_NAMES
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not 2 <= len(names) <= IGNORE_INDEX:
+        raise DataError(f"{path} lists {len(names)} classes; expected 2..{IGNORE_INDEX} names, one per line")
+    return names
+
+
+def write_class_names(voc_root: Path, names: tuple[str, ...] | list[str]) -> None:
+    """Write ``classes.txt`` beside the split files (line i names class i)."""
+    folder = Path(voc_root) / "ImageSets" / "Segmentation"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CLASS_LIST_FILE).write_text("".join(f"{name}\n" for name in names))
+
+
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"missing image: {path}")
@@ -118,13 +140,16 @@ def read_mask(path: Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
 class VOCSegmentation(Dataset):
     """VOC segmentation samples as uint8 tensors: image (3, H, W), mask (H, W) with 255 = void.
 
-    ``transform`` is an albumentations transform (or None); it receives ``image``/``mask`` numpy
-    arrays. For reproducible augmentation regardless of worker count or order, each sample's
+    ``class_names`` (default: the dataset's ``classes.txt``, else VOC's 21) sets the valid mask
+    values: 0..len - 1 and 255. ``transform`` is an albumentations transform (or None); it receives
+    ``image``/``mask`` numpy arrays. For reproducible augmentation regardless of worker count or order, each sample's
     transform is seeded from (``seed``, epoch, index); call ``set_epoch`` every epoch.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", transform=None, seed: int = 0):
+    def __init__(self, root: str | Path, split: str = "train", transform=None, seed: int = 0,
+                 class_names: tuple[str, ...] | list[str] | None = None):
         self.voc_root = find_voc_root(root)
+        self.class_names = tuple(class_names) if class_names else read_class_names(self.voc_root)
         self.split = split
         self.ids = read_split(self.voc_root, split)
         mask_dir = "SegmentationClassAug" if split in AUG_SPLITS else "SegmentationClass"
@@ -137,6 +162,10 @@ class VOCSegmentation(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -147,7 +176,7 @@ class VOCSegmentation(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Checked image and mask arrays, untransformed."""
         image_path, mask_path = self.paths(index)
-        image, mask = read_image(image_path), read_mask(mask_path)
+        image, mask = read_image(image_path), read_mask(mask_path, self.num_classes)
         if image.shape[:2] != mask.shape:
             raise DataError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image is "
                             f"{image.shape[1]}x{image.shape[0]}")
@@ -163,10 +192,10 @@ class VOCSegmentation(Dataset):
         return image, torch.from_numpy(np.ascontiguousarray(mask)), index
 
 
-def check_split(root: str | Path, split: str) -> list[str]:
+def check_split(root: str | Path, split: str, class_names: tuple[str, ...] | None = None) -> list[str]:
     """Every problem in a split, one message per file (an empty list means clean)."""
     try:
-        dataset = VOCSegmentation(root, split)
+        dataset = VOCSegmentation(root, split, class_names=class_names)
     except DataError as error:
         return [str(error)]
     problems = []

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..config import ClsConfig, save_config
 from ..data import to_device
+from ..data.digits import ensure_digits
 from ..data.imagenet import ImageFolderClassification, classification_transforms
 from ..data.synthetic import make_synthetic_imagenet
 from ..registry import register
@@ -34,24 +35,40 @@ def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0, option
                              options=variant.option_dict)
 
 
-def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoader]:
+def data_root(cfg: ClsConfig, dist: DistInfo) -> Path:
+    """The folder holding train/ and val/; generated sets are written first if absent."""
     if not cfg.data.root:
         raise ValueError("data.root is not set: pass --data-root (the folder holding train/ and val/)")
-    if cfg.data.dataset == "synthetic" and not (Path(cfg.data.root) / "train").is_dir():
+    root = Path(cfg.data.root)
+    if cfg.data.dataset == "digits":  # root holds cls/ and seg/ (tools/make_digits.py)
         if dist.is_main:
-            make_synthetic_imagenet(cfg.data.root, num_classes=cfg.model.num_classes,
-                                    progress=cfg.train.log_mode == "bar")
+            ensure_digits(root, progress=cfg.train.log_mode == "bar")
         barrier()
+        return root / "cls"
+    if cfg.data.dataset == "synthetic" and not (root / "train").is_dir():
+        if dist.is_main:
+            make_synthetic_imagenet(root, num_classes=cfg.model.num_classes or 10, progress=cfg.train.log_mode == "bar")
+        barrier()
+    return root
+
+
+def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoader]:
+    """Training and validation loaders; ``model.num_classes`` comes from the class folders when unset."""
+    root = data_root(cfg, dist)
     if cfg.train.batch_size % dist.world_size:
         raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
     train_tf, eval_tf = classification_transforms(cfg.data.image_size, cfg.data.crop_pct, cfg.data.scale,
                                                   cfg.data.hflip, cfg.data.color_jitter)
-    train_set = ImageFolderClassification(cfg.data.root, cfg.data.train_split, train_tf, seed=cfg.train.seed)
-    val_set = ImageFolderClassification(cfg.data.root, cfg.data.val_split, eval_tf, val_labels=cfg.data.val_labels,
+    train_set = ImageFolderClassification(root, cfg.data.train_split, train_tf, seed=cfg.train.seed)
+    val_set = ImageFolderClassification(root, cfg.data.val_split, eval_tf, val_labels=cfg.data.val_labels,
                                         classes=train_set.classes)
-    if len(train_set.classes) != cfg.model.num_classes:
-        raise ValueError(f"{cfg.data.root}/{cfg.data.train_split} has {len(train_set.classes)} classes but "
-                         f"model.num_classes is {cfg.model.num_classes}")
+    found = len(train_set.classes)
+    if cfg.model.num_classes is None:
+        cfg.model.num_classes = found
+    elif found != cfg.model.num_classes:
+        raise ValueError(f"{root / cfg.data.train_split} has {found} class folders but model.num_classes is "
+                         f"{cfg.model.num_classes}: remove model.num_classes (--num-classes) from the config to take "
+                         f"the count from the folders, or set it to {found}")
     per_rank = cfg.train.batch_size // dist.world_size
     options = dict(num_workers=cfg.data.workers, pin_memory=dist.device.type == "cuda")
     sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.train.seed, drop_last=True)

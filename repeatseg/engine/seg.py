@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..config import SegConfig, save_config
 from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, save_mask, to_device, train_transform
+from ..data.digits import ensure_digits
 from ..data.synthetic import make_synthetic_voc
 from ..metrics import SegmentationMetrics
 from ..segmenter import build_segmenter
@@ -21,28 +22,55 @@ from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import autocast_dtype, build_trainer, seed_everything, start_run, uses_channels_last
 
 SYNTHETIC_ROOT = "demo_data"
+DIGITS_ROOT = "demo_data/digits"
 DEFAULT_LENGTH = {"iters": 20000}  # when a config gives neither epochs nor iters (mmseg's 20k for VOC)
 
 
+def segmentation_root(cfg: SegConfig) -> Path | None:
+    """Where the VOC-layout set lives: ``data.root`` (defaulted for generated sets); for ``digits`` the
+    root holds ``cls/`` and ``seg/`` and the scenes are in ``seg/``."""
+    defaults = {"digits": DIGITS_ROOT, "synthetic": SYNTHETIC_ROOT}
+    root = cfg.data.root or defaults.get(cfg.data.dataset)
+    if root is None:
+        return None
+    return Path(root) / "seg" if cfg.data.dataset == "digits" else Path(root)
+
+
 def data_root(cfg: SegConfig, dist: DistInfo) -> Path:
-    """The data root; for ``dataset: synthetic`` the set is generated there first if absent."""
-    if cfg.data.dataset == "synthetic":
-        root = Path(cfg.data.root or SYNTHETIC_ROOT)
-        if not (root / "VOCdevkit" / "VOC2012" / "ImageSets").is_dir():
-            if dist.is_main:
-                make_synthetic_voc(root, classes=tuple(cfg.data.synthetic_classes), progress=cfg.train.log_mode == "bar")
-            barrier()
-        return root
-    if not cfg.data.root:
+    """The VOC-layout root; generated sets (``synthetic``, ``digits``) are written first if absent."""
+    root = segmentation_root(cfg)
+    if root is None:
         raise ValueError("data.root is not set: pass --data-root (the folder holding VOCdevkit)")
-    return Path(cfg.data.root)
+    if cfg.data.dataset == "digits":
+        if dist.is_main:
+            ensure_digits(root.parent, progress=cfg.train.log_mode == "bar")
+        barrier()
+    elif cfg.data.dataset == "synthetic" and not (root / "VOCdevkit" / "VOC2012" / "ImageSets").is_dir():
+        if dist.is_main:
+            make_synthetic_voc(root, classes=tuple(cfg.data.synthetic_classes), progress=cfg.train.log_mode == "bar")
+        barrier()
+    return root
+
+
+def resolve_classes(cfg: SegConfig, dataset: VOCSegmentation) -> None:
+    """Fill ``model.classes`` and ``data.classes`` from the dataset's class list (so the saved config
+    says what the run trained on); a ``model.classes`` that disagrees with it is refused."""
+    names = list(dataset.class_names)
+    if cfg.model.classes is not None and cfg.model.classes != len(names):
+        source = "data.classes" if cfg.data.classes else \
+            f"{dataset.voc_root / 'ImageSets' / 'Segmentation' / 'classes.txt'} (or VOC's 21 without it)"
+        raise ValueError(f"model.classes is {cfg.model.classes} but the dataset has {len(names)} classes, from {source}; "
+                         "remove model.classes to take the dataset's count, or fix the class list")
+    cfg.model.classes, cfg.data.classes = len(names), names
 
 
 def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoader, DataLoader]:
+    """Training and validation loaders; also resolves the class list into ``cfg`` (see resolve_classes)."""
     if cfg.train.batch_size % dist.world_size:
         raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
-    train_set = VOCSegmentation(root, cfg.data.split, seed=cfg.train.seed,
+    train_set = VOCSegmentation(root, cfg.data.split, seed=cfg.train.seed, class_names=cfg.data.classes,
                                 transform=train_transform(cfg.data.crop_size, cfg.data.scale_range, cfg.data.hflip))
+    resolve_classes(cfg, train_set)
     per_rank = cfg.train.batch_size // dist.world_size
     if len(train_set) < cfg.train.batch_size:
         raise ValueError(f"split {cfg.data.split!r} has {len(train_set)} images, fewer than one batch of {cfg.train.batch_size}")
@@ -51,12 +79,14 @@ def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoade
     loader_args = dict(num_workers=cfg.data.workers, pin_memory=dist.device.type == "cuda",
                        persistent_workers=False)
     train_loader = DataLoader(train_set, per_rank, sampler=sampler, drop_last=True, **loader_args)
-    val_loader = val_loader_for(root, cfg.data.val_split, dist, cfg.train.eval_batch_size, cfg.data.workers)
+    val_loader = val_loader_for(root, cfg.data.val_split, dist, cfg.train.eval_batch_size, cfg.data.workers,
+                                class_names=cfg.data.classes)
     return train_loader, val_loader
 
 
-def val_loader_for(root: Path, split: str, dist: DistInfo, batch_size: int, workers: int) -> DataLoader:
-    val_set = VOCSegmentation(root, split)
+def val_loader_for(root: Path, split: str, dist: DistInfo, batch_size: int, workers: int,
+                   class_names: list[str] | None = None) -> DataLoader:
+    val_set = VOCSegmentation(root, split, class_names=class_names)
     return DataLoader(val_set, batch_size, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
                       collate_fn=collate_padded, num_workers=workers, pin_memory=dist.device.type == "cuda")
 
@@ -66,10 +96,13 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
              channels_last: bool = False, flip: bool = False, on_prediction: Callable | None = None,
              progress: bool = False) -> dict:
     """Metrics over the whole split at original resolution (inputs padded to a multiple of 32,
-    predictions cropped back). ``on_prediction(index, prediction)`` sees each cropped map."""
+    predictions cropped back), per-class IoU named by the dataset's class list.
+    ``on_prediction(index, prediction)`` sees each cropped map."""
     was_training = model.training
     model.eval()
-    metrics = SegmentationMetrics(num_classes, device=device)
+    names = getattr(loader.dataset, "class_names", None)
+    metrics = SegmentationMetrics(num_classes, device=device,
+                                  class_names=tuple(names) if names and len(names) == num_classes else None)
     dtype = autocast_dtype(amp, device)
     for images, masks, indices, sizes in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
         check_mask_classes(masks, indices, loader.dataset, num_classes)

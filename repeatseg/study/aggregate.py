@@ -3,7 +3,8 @@
 Relative contribution (the paper's definition): (RepeatNet - base) / (dense of the same width -
 base), computed on the seed means of mIoU, with base = the dense 1x model of the same family.
 Its uncertainty is propagated to first order (delta method) from the standard errors of the
-three means (sample std / sqrt(n)); with one seed per encoder it is undefined (NaN).
+three means (sample std / sqrt(n)); with one seed per encoder it is undefined (NaN). The same is
+computed on the pretrained classifiers' top-1 (the paper's Table 1 form) when the study pretrains.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ PAPER_TABLE3 = {
     "repeat_r18_f2": {"miou": 0.621, "pixel_acc": 0.902},
     "repeat_r18_f4": {"miou": 0.645, "pixel_acc": 0.907},
 }
+
+
+# The paper's ImageNet top-1 (Table 2, ResNet-18; their claim), in the same form.
+PAPER_TOP1 = {"dense_r18_w1": 0.6624, "dense_r18_w2": 0.7267, "dense_r18_w4": 0.766,
+              "repeat_r18_f2": 0.6996, "repeat_r18_f4": 0.7241}
 
 
 @dataclass
@@ -59,6 +65,12 @@ def read_cell(run_dir: Path, encoder: str, seed: int) -> Cell | None:
                 weights_sha256=sha)
 
 
+def read_top1(run_dir: Path) -> float | None:
+    """A finished pretraining run's final top-1, else None."""
+    summary_path = run_dir / "metrics.json"
+    return json.loads(summary_path.read_text()).get("top1") if summary_path.is_file() else None
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     if not values:
@@ -82,8 +94,27 @@ def relative_contribution(repeat: list[float], dense: list[float], base: list[fl
     return value, math.sqrt(sum((p * s) ** 2 for p, s in zip(partials, se)))
 
 
+def gap(wide: list[float], base: list[float]) -> tuple[float, float]:
+    """(mean(wide) - mean(base), its standard error from the two seed means' standard errors)."""
+    if len(wide) < 2 or len(base) < 2:
+        return (statistics.fmean(wide) - statistics.fmean(base) if wide and base else math.nan), math.nan
+    se = [statistics.stdev(v) / math.sqrt(len(v)) for v in (wide, base)]
+    return statistics.fmean(wide) - statistics.fmean(base), math.hypot(*se)
+
+
 def base_of(variant: EncoderVariant) -> EncoderVariant:
     return dataclasses.replace(variant, width=1, transform=None)
+
+
+def _contribution(name: str, values: dict[str, list[float]]) -> tuple[float | None, float | None]:
+    """Relative contribution of a RepeatNet encoder on ``values`` (encoder -> per-seed numbers)."""
+    variant = get_variant(name)
+    if variant.is_dense:
+        return None, None
+    twin, base = variant.dense_twin.name, base_of(variant).name
+    if not values.get(twin) or not values.get(base):
+        return None, None
+    return relative_contribution(values.get(name, []), values[twin], values[base])
 
 
 @dataclass
@@ -104,27 +135,34 @@ class Row:
     train_images_per_s: float | None
     paper_miou: float | None = None
     paper_pixel_acc: float | None = None
+    top1_n: int = 0  # pretrained classifiers (one per seed when the study pretrains)
+    top1_mean: float | None = None
+    top1_std: float | None = None
+    top1_rel_contribution: float | None = None
+    top1_rel_contribution_std: float | None = None
+    paper_top1: float | None = None
     per_class_iou: dict = field(default_factory=dict)
     runs: list = field(default_factory=list)
     weights_sha256: list = field(default_factory=list)
 
 
-def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: int) -> list[Row]:
-    """One Row per configured encoder, in the configured order (n = 0 for an encoder with no finished cell)."""
+def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: int,
+              top1: dict[str, list[float]] | None = None) -> list[Row]:
+    """One Row per configured encoder, in the configured order (n = 0 for an encoder with no finished
+    cell). ``top1``: encoder -> final top-1 of each of its pretrained classifiers."""
     from ..accounting import describe
 
+    top1 = top1 or {}
     by_encoder = {name: [c for c in cells if c.encoder == name] for name in encoders}
     mious = {name: [c.miou for c in group] for name, group in by_encoder.items()}
     rows = []
     for name in encoders:
-        group, variant = by_encoder[name], get_variant(name)
+        group = by_encoder[name]
         miou, miou_std = mean_std(mious[name])
         acc, acc_std = mean_std([c.pixel_acc for c in group])
-        rc = rc_std = None
-        if not variant.is_dense:
-            twin, base = variant.dense_twin.name, base_of(variant).name
-            if twin in mious and base in mious:
-                rc, rc_std = relative_contribution(mious[name], mious[twin], mious[base])
+        rc, rc_std = _contribution(name, mious)
+        top1_mean, top1_std = mean_std(top1.get(name, []))
+        top1_rc, top1_rc_std = _contribution(name, top1)
         per_class = {}
         for cls in (group[0].per_class_iou if group else {}):
             values = [c.per_class_iou.get(cls) for c in group if c.per_class_iou.get(cls) is not None]
@@ -137,7 +175,9 @@ def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: 
             rel_contribution=rc, rel_contribution_std=rc_std, trainable_params=stats.trainable_params,
             packed_bytes=stats.packed_bytes, macs=stats.macs,
             train_images_per_s=statistics.fmean(speeds) if speeds else None,
-            paper_miou=paper.get("miou"), paper_pixel_acc=paper.get("pixel_acc"), per_class_iou=per_class,
+            paper_miou=paper.get("miou"), paper_pixel_acc=paper.get("pixel_acc"), top1_n=len(top1.get(name, [])),
+            top1_mean=top1_mean, top1_std=top1_std, top1_rel_contribution=top1_rc,
+            top1_rel_contribution_std=top1_rc_std, paper_top1=PAPER_TOP1.get(name), per_class_iou=per_class,
             runs=[c.run_dir for c in group], weights_sha256=sorted({c.weights_sha256 for c in group if c.weights_sha256}),
         ))
     return rows

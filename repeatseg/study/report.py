@@ -20,12 +20,22 @@ from ..data import IGNORE_INDEX, VOCSegmentation, collate_padded, to_device, voc
 from ..files import atomic_write_text, write_json  # noqa: E402
 from ..segmenter import load_segmenter  # noqa: E402
 from ..variants import get_variant  # noqa: E402
-from .aggregate import PAPER_TABLE3, Row, paper_relative_contribution, read_cell, summarise  # noqa: E402
-from .runner import plan_cells  # noqa: E402
+from .aggregate import (  # noqa: E402
+                        PAPER_TABLE3,
+                        PAPER_TOP1,
+                        Row,
+                        gap,
+                        paper_relative_contribution,
+                        read_cell,
+                        read_top1,
+                        summarise,
+)
+from .runner import plan_cells, plan_pretraining  # noqa: E402
 
 CSV_COLUMNS = ["encoder", "n", "miou_mean", "miou_std", "pixel_acc_mean", "pixel_acc_std", "rel_contribution",
                "rel_contribution_std", "trainable_params", "packed_bytes", "macs", "train_images_per_s",
-               "paper_miou", "paper_pixel_acc"]
+               "paper_miou", "paper_pixel_acc", "top1_n", "top1_mean", "top1_std", "top1_rel_contribution",
+               "top1_rel_contribution_std", "paper_top1"]
 FIGURES = ("miou_vs_storage.png", "per_class_iou.png", "qualitative.png", "training_curves.png")
 MARKERS = {"linear": "s", "swish": "^", "flip": "o"}
 
@@ -102,40 +112,48 @@ def _colour(mask: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def plot_qualitative(rows: list[Row], study: StudyConfig, path: Path) -> None:
-    """Image, ground truth and each encoder's prediction (its lowest-seed run) for a few val ids."""
-    measured = [r for r in rows if r.n]
-    fig = None
-    if measured:
-        cfg = load_config(SegConfig, [Path(measured[0].runs[0]) / "config.yaml"])
-        dataset = VOCSegmentation(cfg.data.root, cfg.data.val_split)
-        ids = study.qualitative_ids or dataset.ids[:4]
-        indices = [dataset.ids.index(i) for i in ids if i in dataset.ids]
-        columns = 2 + len(measured)
-        fig, axes = plt.subplots(len(indices), columns, figsize=(1.9 * columns, 1.9 * len(indices)), squeeze=False)
-        samples = [dataset[i] for i in indices]
-        for row_axes, (image, mask, _) in zip(axes, samples):
-            row_axes[0].imshow(image.permute(1, 2, 0).numpy())
-            row_axes[1].imshow(_colour(mask.numpy()))
-        for column, row in enumerate(measured, start=2):
-            model, _ = load_segmenter(sorted(row.runs)[0])
-            model.eval()
-            for row_axes, sample in zip(axes, samples):
-                images, _, _, sizes = collate_padded([sample])
-                prediction = model(to_device(images, torch.device("cpu"))).argmax(1)[0]
-                height, width = sizes[0].tolist()
-                row_axes[column].imshow(_colour(prediction[:height, :width].numpy().astype(np.uint8)))
-        for column, title in enumerate(["image", "ground truth", *[r.encoder for r in measured]]):
-            axes[0][column].set_title(title, fontsize=7)
-        for ax in axes.flat:
-            ax.axis("off")
-    else:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.text(0.5, 0.5, "no finished cells yet", ha="center")
+def prediction_panel(dataset: VOCSegmentation, indices: list[int], models: list[tuple[str, torch.nn.Module]],
+                     path: Path) -> None:
+    """One row per sample: image, ground truth (void white), then each model's prediction."""
+    columns = 2 + len(models)
+    fig, axes = plt.subplots(len(indices), columns, figsize=(1.9 * columns, 1.9 * len(indices)), squeeze=False)
+    samples = [dataset[i] for i in indices]
+    for row_axes, (image, mask, _) in zip(axes, samples):
+        row_axes[0].imshow(image.permute(1, 2, 0).numpy())
+        row_axes[1].imshow(_colour(mask.numpy()))
+    for column, (_, model) in enumerate(models, start=2):
+        model.eval()
+        for row_axes, sample in zip(axes, samples):
+            images, _, _, sizes = collate_padded([sample])
+            prediction = model(to_device(images, torch.device("cpu"))).argmax(1)[0]
+            height, width = sizes[0].tolist()
+            row_axes[column].imshow(_colour(prediction[:height, :width].numpy().astype(np.uint8)))
+    for column, title in enumerate(["image", "ground truth", *[title for title, _ in models]]):
+        axes[0][column].set_title(title, fontsize=7)
+    for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_qualitative(rows: list[Row], study: StudyConfig, path: Path) -> None:
+    """Image, ground truth and each encoder's prediction (its lowest-seed run) for a few val ids."""
+    measured = [r for r in rows if r.n]
+    if not measured:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.text(0.5, 0.5, "no finished cells yet", ha="center")
+        ax.axis("off")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
+    from ..engine.seg import segmentation_root
+
+    cfg = load_config(SegConfig, [Path(measured[0].runs[0]) / "config.yaml"])
+    dataset = VOCSegmentation(segmentation_root(cfg), cfg.data.val_split, class_names=cfg.data.classes)
+    ids = study.qualitative_ids or dataset.ids[:4]
+    indices = [dataset.ids.index(i) for i in ids if i in dataset.ids]
+    prediction_panel(dataset, indices, [(r.encoder, load_segmenter(sorted(r.runs)[0])[0]) for r in measured], path)
 
 
 def plot_training_curves(rows: list[Row], path: Path) -> None:
@@ -170,7 +188,80 @@ def _pm(mean, std, scale=100.0, digits=1) -> str:
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
-def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: int) -> str:
+def variance_note(study: StudyConfig) -> str:
+    """Which sources of variance the spread over seeds includes."""
+    if study.pretrain.enabled:
+        return ("Each seed pretrains its own encoder and fine-tunes it, so the spread includes pretraining and "
+                "fine-tuning variance (initialisation, data order, augmentation); the data set, its split and the "
+                "validation scenes are fixed.")
+    return ("The encoder weights are the same for every seed, so the spread includes fine-tuning variance only "
+            "(decoder initialisation, data order, augmentation), not that of pretraining.")
+
+
+def effect_lines(rows: list[Row], per_seed: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Width effect of the dense models: gap to dense 1x, its standard error and their ratio, for each
+    metric in ``per_seed`` (metric label -> encoder -> per-seed values, fractions)."""
+    names = {r.encoder for r in rows}
+    lines = []
+    for row in rows:
+        variant = get_variant(row.encoder)
+        if not variant.is_dense or variant.width == 1:
+            continue
+        base = dataclasses.replace(variant, width=1).name
+        if base not in names:
+            continue
+        for label, values in per_seed.items():
+            wide, narrow = values.get(row.encoder, []), values.get(base, [])
+            if wide and narrow:
+                value, se = gap(wide, narrow)
+                ratio = "-" if math.isnan(se) or se == 0 else f"{value / se:.1f}"
+                lines.append(f"| {row.encoder} - {base} | {label} | {100 * value:+.2f} | "
+                             f"{'-' if math.isnan(se) else f'{100 * se:.2f}'} | {ratio} | {len(wide)}, {len(narrow)} |")
+    if not lines:
+        return []
+    return ["## Width effect", "",
+            "Difference of seed means in points, its standard error (from the two means' standard errors) and "
+            "their ratio; n = runs behind each mean.", "",
+            "| comparison | metric | gap | SE | gap / SE | n |", "|---|---|---|---|---|---|", *lines, ""]
+
+
+def classification_lines(rows: list[Row]) -> list[str]:
+    """The pretraining side (the paper's Table 1 form): top-1 and relative contribution in accuracy."""
+    if not any(r.top1_n for r in rows):
+        return []
+    lines = ["## Pretraining (classification)", "",
+             "Top-1 of every pretrained classifier on the held-out split, in %, mean ± sample std over seeds (n); "
+             "relative contribution in accuracy as above. The paper's column is its ImageNet top-1 (Table 2).", "",
+             "| encoder | n | top-1 | rel. contribution | paper top-1 |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.encoder} | {r.top1_n} | {_pm(r.top1_mean, r.top1_std, digits=2)} "
+                     f"| {_pm(r.top1_rel_contribution, r.top1_rel_contribution_std)} | {_pm(r.paper_top1, None, digits=2)} |")
+    return [*lines, ""]
+
+
+def timing_lines(study_dir: Path) -> list[str]:
+    """Total and per-kind wall time of the units run, with the machine load seen around them."""
+    path = study_dir / "timing.jsonl"
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not records:
+        return []
+    total = sum(r["seconds"] for r in records)
+    parts = []
+    for kind in ("pretrain", "cell"):
+        chosen = [r["seconds"] for r in records if r["kind"] == kind]
+        if chosen:
+            parts.append(f"{kind}: {len(chosen)} units, {sum(chosen) / 60:.1f} min")
+    loads = [r[k] for r in records for k in ("load_before", "load_after")]
+    return ["## Wall time", "",
+            f"{total / 60:.1f} minutes of units run ({'; '.join(parts)}) on {records[0].get('cpus', '?')} CPUs; "
+            f"1-minute load average around the units {min(loads):.1f}-{max(loads):.1f} (median "
+            f"{sorted(loads)[len(loads) // 2]:.1f}). Per unit: `timing.jsonl`.", ""]
+
+
+def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: int, study_dir: Path | None = None,
+             per_seed: dict[str, dict[str, list[float]]] | None = None) -> str:
     lines = [
         "# Transfer study: RepeatNet vs dense encoders under one U-Net",
         "",
@@ -181,7 +272,8 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
         "",
         "mIoU and pixel accuracy in %, mean ± sample std over seeds (n runs). Relative contribution = "
         "(RepeatNet - dense 1x) / (dense same width - dense 1x) on the seed means, ± its first-order "
-        "propagated uncertainty from the standard errors of the three means. Parameters, storage and MACs "
+        "propagated uncertainty from the standard errors of the three means. " + variance_note(study) + " "
+        "Parameters, storage and MACs "
         f"are for the whole segmenter; MACs at {input_size}x{input_size}. The paper's columns are its own "
         "claims (Table 3, ImageNet-pretrained encoders, their recipe), not reproduced here unless the "
         "recipe matches.",
@@ -196,9 +288,12 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
             f"| {r.encoder} | {r.n} | {_pm(r.miou_mean, r.miou_std)} | {_pm(r.pixel_acc_mean, r.pixel_acc_std)} "
             f"| {_pm(r.rel_contribution, r.rel_contribution_std)} | {_pm(r.paper_miou, None)} "
             f"| {_pm(r.paper_pixel_acc, None)} | {_pm(paper_rc, None)} | {r.trainable_params / 1e6:.2f}M "
-            f"| {r.packed_bytes / 2**20:.1f} | {r.macs / 1e9:.1f} "
+            f"| {r.packed_bytes / 2**20:.1f} | {r.macs / 1e9:.3g} "
             f"| {'-' if r.train_images_per_s is None else f'{r.train_images_per_s:.1f}'} |")
-    lines += ["", "## Figures", ""]
+    lines += ["", *effect_lines(rows, per_seed or {}), *classification_lines(rows)]
+    if study_dir is not None:
+        lines += timing_lines(study_dir)
+    lines += ["## Figures", ""]
     captions = {
         "miou_vs_storage.png": "mIoU against stored megabytes: dense line, RepeatNet points (error bars: std over seeds).",
         "per_class_iou.png": "Per-class IoU of every encoder (mean over seeds).",
@@ -221,16 +316,23 @@ def write_report(study: StudyConfig, study_dir: Path) -> list[Row]:
     """Aggregate every finished cell and (re)write results, figures and report.md."""
     cells = [cell for plan in plan_cells(study, study_dir)
              if (cell := read_cell(plan.run_dir, plan.encoder, plan.seed)) is not None]
+    top1: dict[str, list[float]] = {}
+    for unit in plan_pretraining(study, study_dir):
+        if (value := read_top1(unit.run_dir)) is not None:
+            top1.setdefault(unit.encoder, []).append(value)
     seg = load_config(SegConfig, [Path(cells[0].run_dir) / "config.yaml"]) if cells else \
         load_config(SegConfig, [study.seg_config], sets=study.seg_sets)
-    rows = summarise(cells, study.encoders, seg.data.crop_size, seg.model.classes)
+    rows = summarise(cells, study.encoders, seg.data.crop_size, seg.model.classes or 21, top1)
+    per_seed = {"mIoU": {name: [c.miou for c in cells if c.encoder == name] for name in study.encoders},
+                "top-1": top1}
     write_tables(rows, study_dir, {"seeds": study.seeds, "seg_config": study.seg_config,
-                                   "macs_input_size": seg.data.crop_size, "paper_table3": PAPER_TABLE3})
+                                   "macs_input_size": seg.data.crop_size, "paper_table3": PAPER_TABLE3,
+                                   "paper_top1": PAPER_TOP1, "variance": variance_note(study)})
     figures = study_dir / "figures"
     figures.mkdir(exist_ok=True)
     plot_miou_vs_storage(rows, figures / FIGURES[0])
     plot_per_class(rows, figures / FIGURES[1])
     plot_qualitative(rows, study, figures / FIGURES[2])
     plot_training_curves(rows, figures / FIGURES[3])
-    atomic_write_text(study_dir / "report.md", markdown(rows, study, seg, seg.data.crop_size))
+    atomic_write_text(study_dir / "report.md", markdown(rows, study, seg, seg.data.crop_size, study_dir, per_seed))
     return rows

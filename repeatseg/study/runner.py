@@ -1,19 +1,25 @@
-"""Run the study grid: (optional) encoder pretraining, then one ``train_seg`` run per (encoder, seed).
+"""Run the study grid as a list of units: (optional) pretraining per (encoder, seed), then one
+``train_seg`` cell per (encoder, seed) that starts from that seed's pretrained encoder.
 
 Study folder::
 
-    <study>/study.yaml                       the resolved study config
-    <study>/pretrain/<encoder>/              train_cls.py runs (when pretrain.enabled)
-    <study>/weights/<encoder>-<tag>.safetensors
-    <study>/cells/<encoder>/seed<k>/         ordinary train_seg.py run folders
+    <study>/study.yaml                                 the resolved study config
+    <study>/pretrain/<encoder>/seed<k>/                train_cls.py runs (when pretrain.enabled)
+    <study>/weights/<encoder>-<tag>-seed<k>.safetensors
+    <study>/cells/<encoder>/seed<k>/                   ordinary train_seg.py run folders
+    <study>/timing.jsonl                               wall time and machine load of every unit run
     <study>/report.md, results.csv, results.json, figures/
 
-A cell with ``metrics.json`` is finished and skipped; one with ``checkpoints/last.state.pt`` is
-resumed; so killing the study loses at most the unfinished cell's current epoch.
+The plan (``plan_units``) is seed-major: every encoder at seed 0, then seed 1, ..., so a study cut
+short still has a full grid at fewer seeds. A unit whose output exists is skipped (a pretraining
+unit once its weights are exported, a cell once ``metrics.json`` is written); one with
+``checkpoints/last.state.pt`` is resumed; so killing the study loses at most the current epoch.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,10 +34,33 @@ from ..weights import export_encoder
 
 
 @dataclass
-class CellPlan:
+class PretrainPlan:
+    """Pretrain ``encoder`` as a classifier with ``seed`` and export its encoder to ``weights``."""
+
     encoder: str
     seed: int
     run_dir: Path
+    weights: Path
+    kind = "pretrain"
+
+    @property
+    def finished(self) -> bool:
+        return self.weights.is_file()
+
+    @property
+    def started(self) -> bool:
+        return (self.run_dir / "checkpoints" / "last.state.pt").is_file()
+
+
+@dataclass
+class CellPlan:
+    """Fine-tune ``encoder`` with ``seed`` (from ``pretrain``'s weights when there is one)."""
+
+    encoder: str
+    seed: int
+    run_dir: Path
+    pretrain: PretrainPlan | None = None
+    kind = "cell"
 
     @property
     def finished(self) -> bool:
@@ -42,9 +71,26 @@ class CellPlan:
         return (self.run_dir / "checkpoints" / "last.state.pt").is_file()
 
 
+def plan_units(study: StudyConfig, study_dir: Path) -> list[PretrainPlan | CellPlan]:
+    """Every unit of work in run order: per seed, per encoder, its pretraining (if enabled) then its cell."""
+    units: list[PretrainPlan | CellPlan] = []
+    for seed in study.seeds:
+        for name in study.encoders:
+            pretrain = None
+            if study.pretrain.enabled:
+                pretrain = PretrainPlan(name, seed, study_dir / "pretrain" / name / f"seed{seed}",
+                                        study_dir / "weights" / f"{name}-{study.pretrain.tag}-seed{seed}.safetensors")
+                units.append(pretrain)
+            units.append(CellPlan(name, seed, study_dir / "cells" / name / f"seed{seed}", pretrain))
+    return units
+
+
 def plan_cells(study: StudyConfig, study_dir: Path) -> list[CellPlan]:
-    return [CellPlan(name, seed, study_dir / "cells" / name / f"seed{seed}")
-            for name in study.encoders for seed in study.seeds]
+    return [unit for unit in plan_units(study, study_dir) if isinstance(unit, CellPlan)]
+
+
+def plan_pretraining(study: StudyConfig, study_dir: Path) -> list[PretrainPlan]:
+    return [unit for unit in plan_units(study, study_dir) if isinstance(unit, PretrainPlan)]
 
 
 def seg_config_for(study: StudyConfig, cell: CellPlan, weights: str | None) -> SegConfig:
@@ -55,66 +101,86 @@ def seg_config_for(study: StudyConfig, cell: CellPlan, weights: str | None) -> S
                        [{"model": model, "train": {"seed": cell.seed}, "output": str(cell.run_dir)}], study.seg_sets)
 
 
+def cls_config_for(study: StudyConfig, unit: PretrainPlan) -> ClsConfig:
+    if unit.started:
+        return load_config(ClsConfig, [unit.run_dir / "config.yaml"])
+    overrides = {"model": {"name": get_variant(unit.encoder).timm_name}, "train": {"seed": unit.seed},
+                 "output": str(unit.run_dir)}
+    return load_config(ClsConfig, [study.pretrain.config], [overrides], study.pretrain.sets)
+
+
 def say(dist: DistInfo, text: str) -> None:
     if dist.is_main:
         tqdm.write(text, file=sys.stderr)
 
 
-def pretrain_encoder(study: StudyConfig, study_dir: Path, encoder: str, dist: DistInfo) -> str:
-    """Train (or resume, or reuse) the encoder's classifier and export it; returns the weights path."""
+def run_pretrain(study: StudyConfig, unit: PretrainPlan, dist: DistInfo) -> None:
+    """Train (or resume) the classifier, then export its encoder. The final weights are exported,
+    not the best epoch's: choosing an epoch on the held-out split would let it leak into the study."""
     from ..engine.cls import train_classification
 
-    variant = get_variant(encoder)
-    weights = study_dir / "weights" / f"{encoder}-{study.pretrain.tag}.safetensors"
-    if weights.is_file():
-        return str(weights)
-    run_dir = study_dir / "pretrain" / encoder
-    if not (run_dir / "metrics.json").is_file():
-        resume = (run_dir / "checkpoints" / "last.state.pt").is_file()
-        files = [run_dir / "config.yaml"] if resume else [study.pretrain.config]
-        cfg = load_config(ClsConfig, files, [{"model": {"name": variant.timm_name}, "output": str(run_dir)}],
-                          study.pretrain.sets)
-        say(dist, f"[pretrain] {variant.timm_name} -> {run_dir}" + (" (resuming)" if resume else ""))
-        train_classification(cfg, run_dir, dist, resume=resume)
+    if not (unit.run_dir / "metrics.json").is_file():
+        train_classification(cls_config_for(study, unit), unit.run_dir, dist, resume=unit.started)
     if dist.is_main:
-        export_encoder(run_dir, weights)
+        export_encoder(unit.run_dir, unit.weights, which="last")
     barrier()
-    return str(weights)
 
 
-def weights_for(study: StudyConfig, encoder: str) -> str | None:
-    return study.weights.get(encoder, study.weights.get("default"))
-
-
-def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo) -> list[CellPlan]:
-    """Pretrain (if configured) and run every unfinished cell; returns the plan."""
+def run_cell(study: StudyConfig, cell: CellPlan, dist: DistInfo) -> None:
     from ..engine.seg import train_segmentation
 
+    weights = str(cell.pretrain.weights) if cell.pretrain else study.weights.get(cell.encoder,
+                                                                               study.weights.get("default"))
+    train_segmentation(seg_config_for(study, cell, weights), cell.run_dir, dist, resume=cell.started)
+    barrier()
+
+
+def log_timing(study_dir: Path, unit, seconds: float, load_before: float, dist: DistInfo) -> None:
+    """One line per unit run: how long it took and the 1-minute load average before and after."""
+    if dist.is_main:
+        record = {"kind": unit.kind, "encoder": unit.encoder, "seed": unit.seed, "seconds": round(seconds, 2),
+                  "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
+                  "cpus": os.cpu_count(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        with open(study_dir / "timing.jsonl", "a") as out:
+            out.write(json.dumps(record) + "\n")
+
+
+def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo) -> list[PretrainPlan | CellPlan]:
+    """Run every unfinished unit of the plan; returns the plan."""
     study_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main:
         save_config(study, study_dir / "study.yaml")
     if study.pretrain.enabled and not study.pretrain.config:
         raise ValueError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
-    cells = plan_cells(study, study_dir)
-    durations: list[float] = []
-    for index, cell in enumerate(cells, 1):
-        done = sum(c.finished for c in cells)
-        left = len(cells) - done
-        if cell.finished:
+    units = plan_units(study, study_dir)
+    durations: dict[str, list[float]] = {"pretrain": [], "cell": []}
+    for index, unit in enumerate(units, 1):
+        if unit.finished:
             continue
-        eta = f"{_clock(left * sum(durations) / len(durations))}" if durations else "after the first cell"
-        state = "resuming" if cell.started else "starting"
-        say(dist, f"[cell {index}/{len(cells)}] {cell.encoder} seed {cell.seed}: {state} | done {done}, "
-                  f"left {left}, ETA {eta}")
-        start = time.perf_counter()
-        weights = pretrain_encoder(study, study_dir, cell.encoder, dist) if study.pretrain.enabled else \
-            weights_for(study, cell.encoder)
-        cfg = seg_config_for(study, cell, weights)
-        train_segmentation(cfg, cell.run_dir, dist, resume=cell.started)
-        barrier()
-        durations.append(time.perf_counter() - start)
-    say(dist, f"all {len(cells)} cells finished")
-    return cells
+        left = [u for u in units if not u.finished]
+        say(dist, f"[{index}/{len(units)}] {unit.kind} {unit.encoder} seed {unit.seed}: "
+                  f"{'resuming' if unit.started else 'starting'} | done {len(units) - len(left)}, left {len(left)}, "
+                  f"ETA {_eta(left, durations)}")
+        start, load_before = time.perf_counter(), os.getloadavg()[0]
+        if isinstance(unit, PretrainPlan):
+            run_pretrain(study, unit, dist)
+        else:
+            run_cell(study, unit, dist)
+        seconds = time.perf_counter() - start
+        durations[unit.kind].append(seconds)
+        log_timing(study_dir, unit, seconds, load_before, dist)
+    say(dist, f"all {len(units)} units finished")
+    return units
+
+
+def _eta(left: list, durations: dict[str, list[float]]) -> str:
+    """Remaining time from the mean duration of each kind so far (the other kind's if none yet)."""
+    seen = [d for values in durations.values() for d in values]
+    if not seen:
+        return "after the first unit"
+    fallback = sum(seen) / len(seen)
+    mean = {kind: sum(v) / len(v) if v else fallback for kind, v in durations.items()}
+    return _clock(sum(mean[unit.kind] for unit in left))
 
 
 def _clock(seconds: float) -> str:

@@ -89,12 +89,58 @@ def test_finished_cells_are_skipped_and_started_ones_resumed(tmp_path, monkeypat
 
     monkeypatch.setattr(seg, "train_segmentation", fake_train)
     runner.run_study(study, tmp_path, runner.DistInfo())
-    assert calls == [("cells/dense_r18_w1_b8/seed1", False, "dense_r18_w1_b8", 1),
-                     ("cells/repeat_r18_f2_b8/seed0", True, "repeat_r18_f2_b8", 0),
+    assert calls == [("cells/repeat_r18_f2_b8/seed0", True, "repeat_r18_f2_b8", 0),  # seed-major order
+                     ("cells/dense_r18_w1_b8/seed1", False, "dense_r18_w1_b8", 1),
                      ("cells/repeat_r18_f2_b8/seed1", False, "repeat_r18_f2_b8", 1)]
     calls.clear()
     runner.run_study(study, tmp_path, runner.DistInfo())
     assert calls == []  # everything finished: nothing runs again
+
+
+def test_pretraining_runs_per_encoder_and_seed_and_feeds_that_seeds_cell(tmp_path, monkeypatch):
+    study = load_config(StudyConfig, sets=["encoders=[dense_r18_w1_b8, dense_r18_w2_b8]", "seeds=[0, 1]",
+                                           "seg_config=configs/seg/digits.yaml", "pretrain.enabled=true",
+                                           "pretrain.config=configs/cls/digits.yaml", "pretrain.tag=digits"])
+    done = tmp_path / "weights/dense_r18_w1_b8-digits-seed0.safetensors"  # already pretrained and exported
+    done.parent.mkdir(parents=True)
+    done.write_bytes(b"")
+    calls = []
+
+    def fake_pretrain(cfg, run_dir, dist, resume=False):
+        calls.append(("pretrain", Path(run_dir).relative_to(tmp_path).as_posix(), cfg.model.name, cfg.train.seed))
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "metrics.json").write_text('{"top1": 0.5}')
+
+    def fake_export(run_dir, weights, which="best"):
+        assert which == "last"  # never an epoch chosen on the held-out split
+        Path(weights).write_bytes(b"")
+
+    def fake_cell(cfg, run_dir, dist, resume=False):
+        calls.append(("cell", Path(run_dir).relative_to(tmp_path).as_posix(),
+                      Path(cfg.model.encoder_weights).name, cfg.train.seed))
+        (Path(run_dir) / "metrics.json").parent.mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "metrics.json").write_text("{}")
+
+    import repeatseg.engine.cls as cls
+    import repeatseg.engine.seg as seg
+
+    monkeypatch.setattr(cls, "train_classification", fake_pretrain)
+    monkeypatch.setattr(seg, "train_segmentation", fake_cell)
+    monkeypatch.setattr(runner, "export_encoder", fake_export)
+    runner.run_study(study, tmp_path, runner.DistInfo())
+    assert calls == [
+        ("cell", "cells/dense_r18_w1_b8/seed0", "dense_r18_w1_b8-digits-seed0.safetensors", 0),
+        ("pretrain", "pretrain/dense_r18_w2_b8/seed0", "dense_resnet18_w2_b8", 0),
+        ("cell", "cells/dense_r18_w2_b8/seed0", "dense_r18_w2_b8-digits-seed0.safetensors", 0),
+        ("pretrain", "pretrain/dense_r18_w1_b8/seed1", "dense_resnet18_w1_b8", 1),
+        ("cell", "cells/dense_r18_w1_b8/seed1", "dense_r18_w1_b8-digits-seed1.safetensors", 1),
+        ("pretrain", "pretrain/dense_r18_w2_b8/seed1", "dense_resnet18_w2_b8", 1),
+        ("cell", "cells/dense_r18_w2_b8/seed1", "dense_r18_w2_b8-digits-seed1.safetensors", 1),
+    ]
+    timing = [json.loads(line) for line in (tmp_path / "timing.jsonl").read_text().splitlines()]
+    assert [(t["kind"], t["encoder"], t["seed"]) for t in timing][:2] == [("cell", "dense_r18_w1_b8", 0),
+                                                                         ("pretrain", "dense_r18_w2_b8", 0)]
+    assert all(t["seconds"] >= 0 and "load_before" in t for t in timing)
 
 
 def _tool():
