@@ -136,6 +136,17 @@ def _measure(name: str, input_size: int, segmenter: bool, classes: int) -> dict[
     return dict(count_storage(model), macs=count_macs(model, input_size))
 
 
+@functools.lru_cache(maxsize=None)
+def bits_per_generated_weight(name: str) -> float:
+    """Mask bits a deployed encoder stores per conv weight it computes with (generated or plain):
+    1 for f-RepeatNet (one bit per generated weight, ~1 over the whole encoder), 0 for encoders
+    that store floats only. The x axis of "what do the bits buy"."""
+    variant = get_variant(name)
+    model = _build(variant.smp_key, False, 21)
+    conv_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))
+    return count_storage(model)["mask_bits"] / conv_weights
+
+
 def describe(name: str, input_size: int = 512, segmenter: bool = False, classes: int = 21) -> ModelStats:
     """Accounting of a registered encoder (or, with ``segmenter=True``, of its U-Net) and its
     ratio to the dense model it is compared with (``variant.reference``). The encoder is the smp

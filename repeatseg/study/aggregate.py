@@ -1,22 +1,27 @@
 """From finished cells to one row per encoder: means, spreads, relative contribution, accounting.
 
-Relative contribution (the paper's definition): (RepeatNet - base) / (dense of the same width -
-base), computed on the seed means of mIoU, with base = the dense 1x model of the same family.
-Its uncertainty is propagated to first order (delta method) from the standard errors of the
-three means (sample std / sqrt(n)); with one seed per encoder it is undefined (NaN). The same is
-computed on the pretrained classifiers' top-1 (the paper's Table 1 form) when the study pretrains.
+Relative contribution: (M - lower) / (upper - lower) on the seed means of mIoU, with (upper,
+lower) the variant's ``contrast``: for a width family (RepeatNet) the paper's definition, (dense
+of the same width, dense 1x); for a compression family (shared bases, DACNN), (dense 1x, dense 1x
+at half the base width). Its uncertainty is propagated to first order (delta method) from the
+standard errors of the three means (sample std / sqrt(n)); with one seed per encoder it is
+undefined (NaN). The same is computed on the pretrained classifiers' top-1 (the paper's Table 1
+form) when the study pretrains.
+
+Kept per stored byte: (M / M_ref) / (bytes / bytes_ref) with ref = the variant's ``reference``
+(the dense model it is compared with; 1 for a dense model), its uncertainty from the two means'
+standard errors (the byte counts are exact).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..variants import EncoderVariant, get_variant
+from ..variants import get_variant
 
 # The paper's Table 3 (their claim, U-Net on Pascal VOC; ResNet-18 encoders pretrained on ImageNet).
 PAPER_TABLE3 = {
@@ -102,19 +107,28 @@ def gap(wide: list[float], base: list[float]) -> tuple[float, float]:
     return statistics.fmean(wide) - statistics.fmean(base), math.hypot(*se)
 
 
-def base_of(variant: EncoderVariant) -> EncoderVariant:
-    return dataclasses.replace(variant, width=1, transform=None)
-
-
 def _contribution(name: str, values: dict[str, list[float]]) -> tuple[float | None, float | None]:
-    """Relative contribution of a RepeatNet encoder on ``values`` (encoder -> per-seed numbers)."""
-    variant = get_variant(name)
-    if variant.is_dense:
+    """Relative contribution of an encoder on ``values`` (encoder -> per-seed numbers); None for a
+    dense model or when its contrast models were not run."""
+    contrast = get_variant(name).contrast
+    if contrast is None:
         return None, None
-    twin, base = variant.dense_twin.name, base_of(variant).name
-    if not values.get(twin) or not values.get(base):
+    upper, lower = (v.name for v in contrast)
+    if not values.get(upper) or not values.get(lower):
         return None, None
-    return relative_contribution(values.get(name, []), values[twin], values[base])
+    return relative_contribution(values.get(name, []), values[upper], values[lower])
+
+
+def kept_per_byte(mine: list[float], reference: list[float], byte_ratio: float) -> tuple[float, float]:
+    """(value, standard error) of (mean(mine) / mean(reference)) / byte_ratio."""
+    if not mine or not reference or statistics.fmean(reference) == 0:
+        return math.nan, math.nan
+    m, r = statistics.fmean(mine), statistics.fmean(reference)
+    value = m / r / byte_ratio
+    if min(len(mine), len(reference)) < 2 or m == 0:
+        return value, math.nan
+    se_m, se_r = (statistics.stdev(v) / math.sqrt(len(v)) for v in (mine, reference))
+    return value, abs(value) * math.hypot(se_m / m, se_r / r)
 
 
 @dataclass
@@ -128,7 +142,7 @@ class Row:
     pixel_acc_mean: float
     pixel_acc_std: float
     rel_contribution: float | None
-    rel_contribution_std: float | None
+    rel_contribution_std: float | None  # propagated from the standard errors of the means (an SE)
     trainable_params: int
     packed_bytes: int
     macs: int
@@ -141,6 +155,12 @@ class Row:
     top1_rel_contribution: float | None = None
     top1_rel_contribution_std: float | None = None
     paper_top1: float | None = None
+    reference: str = ""  # the dense model it is compared with
+    family: str = ""
+    label: str = ""  # how figures group it: dense, RepeatNet (flip), basis, dacnn, ...
+    stored_bits_per_weight: float = 0.0  # mask bits per generated (child) conv weight; 0 for floats only
+    kept_per_byte: float | None = None
+    kept_per_byte_se: float | None = None
     per_class_iou: dict = field(default_factory=dict)
     runs: list = field(default_factory=list)
     weights_sha256: list = field(default_factory=list)
@@ -150,7 +170,7 @@ def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: 
               top1: dict[str, list[float]] | None = None) -> list[Row]:
     """One Row per configured encoder, in the configured order (n = 0 for an encoder with no finished
     cell). ``top1``: encoder -> final top-1 of each of its pretrained classifiers."""
-    from ..accounting import describe
+    from ..accounting import bits_per_generated_weight, describe
 
     top1 = top1 or {}
     by_encoder = {name: [c for c in cells if c.encoder == name] for name in encoders}
@@ -169,6 +189,10 @@ def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: 
             per_class[cls] = statistics.fmean(values) if values else None
         speeds = [c.train_images_per_s for c in group if c.train_images_per_s]
         stats = describe(name, input_size=input_size, segmenter=True, classes=classes)
+        variant = get_variant(name)
+        reference = variant.reference.name
+        kept, kept_se = ((1.0, 0.0) if reference == name else  # a dense model keeps all of itself, exactly
+                         kept_per_byte(mious[name], mious.get(reference, []), stats.ratio_to_dense["packed_bytes"]))
         paper = PAPER_TABLE3.get(name, {})
         rows.append(Row(
             encoder=name, n=len(group), miou_mean=miou, miou_std=miou_std, pixel_acc_mean=acc, pixel_acc_std=acc_std,
@@ -177,7 +201,9 @@ def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: 
             train_images_per_s=statistics.fmean(speeds) if speeds else None,
             paper_miou=paper.get("miou"), paper_pixel_acc=paper.get("pixel_acc"), top1_n=len(top1.get(name, [])),
             top1_mean=top1_mean, top1_std=top1_std, top1_rel_contribution=top1_rc,
-            top1_rel_contribution_std=top1_rc_std, paper_top1=PAPER_TOP1.get(name), per_class_iou=per_class,
+            top1_rel_contribution_std=top1_rc_std, paper_top1=PAPER_TOP1.get(name), reference=reference,
+            family=variant.family, label=variant.label, stored_bits_per_weight=bits_per_generated_weight(name),
+            kept_per_byte=kept, kept_per_byte_se=kept_se, per_class_iou=per_class,
             runs=[c.run_dir for c in group], weights_sha256=sorted({c.weights_sha256 for c in group if c.weights_sha256}),
         ))
     return rows
@@ -185,10 +211,10 @@ def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: 
 
 def paper_relative_contribution(name: str) -> float | None:
     """The paper's relative contribution for an encoder of its Table 3, from its numbers."""
-    variant = get_variant(name)
-    if variant.is_dense or name not in PAPER_TABLE3:
+    contrast = get_variant(name).contrast
+    if contrast is None or name not in PAPER_TABLE3:
         return None
-    twin, base = PAPER_TABLE3.get(variant.dense_twin.name), PAPER_TABLE3.get(base_of(variant).name)
-    if not twin or not base:
+    upper, lower = (PAPER_TABLE3.get(v.name) for v in contrast)
+    if not upper or not lower:
         return None
-    return (PAPER_TABLE3[name]["miou"] - base["miou"]) / (twin["miou"] - base["miou"])
+    return (PAPER_TABLE3[name]["miou"] - lower["miou"]) / (upper["miou"] - lower["miou"])

@@ -32,12 +32,12 @@ from .aggregate import (  # noqa: E402
 )
 from .runner import plan_cells, plan_pretraining  # noqa: E402
 
-CSV_COLUMNS = ["encoder", "n", "miou_mean", "miou_std", "pixel_acc_mean", "pixel_acc_std", "rel_contribution",
-               "rel_contribution_std", "trainable_params", "packed_bytes", "macs", "train_images_per_s",
-               "paper_miou", "paper_pixel_acc", "top1_n", "top1_mean", "top1_std", "top1_rel_contribution",
-               "top1_rel_contribution_std", "paper_top1"]
+CSV_COLUMNS = ["encoder", "family", "reference", "n", "miou_mean", "miou_std", "pixel_acc_mean", "pixel_acc_std",
+               "rel_contribution", "rel_contribution_std", "kept_per_byte", "kept_per_byte_se", "trainable_params",
+               "packed_bytes", "stored_bits_per_weight", "macs", "train_images_per_s", "paper_miou", "paper_pixel_acc",
+               "top1_n", "top1_mean", "top1_std", "top1_rel_contribution", "top1_rel_contribution_std", "paper_top1"]
 FIGURES = ("miou_vs_storage.png", "per_class_iou.png", "qualitative.png", "training_curves.png")
-MARKERS = {"linear": "s", "swish": "^", "flip": "o"}
+MARKERS = ("o", "^", "s", "v", "D", "P", "X", "*", "<", ">")  # one per non-dense group, in order of appearance
 
 
 def _clean(value):
@@ -57,32 +57,45 @@ def write_tables(rows: list[Row], study_dir: Path, extra: dict) -> None:
 # ------------------------------------------------------------------------------------------ figures
 
 def plot_miou_vs_storage(rows: list[Row], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """mIoU against stored MiB (left) and against MACs (right): a dense line per base width, every
+    other family's points by group, error bars std over seeds; the paper's Table 3 in grey."""
     measured = [r for r in rows if r.n]
-    dense = sorted((r for r in measured if get_variant(r.encoder).is_dense), key=lambda r: r.packed_bytes)
-    if dense:
-        ax.errorbar([r.packed_bytes / 2**20 for r in dense], [100 * r.miou_mean for r in dense],
-                    yerr=[100 * r.miou_std for r in dense], fmt="-o", color="black", capsize=3, label="dense")
-    for transform, marker in MARKERS.items():
-        points = [r for r in measured if get_variant(r.encoder).transform == transform]
-        if points:
-            ax.errorbar([r.packed_bytes / 2**20 for r in points], [100 * r.miou_mean for r in points],
-                        yerr=[100 * r.miou_std for r in points], fmt=marker, capsize=3, label=f"RepeatNet ({transform})")
-    for r in measured:
-        ax.annotate(r.encoder, (r.packed_bytes / 2**20, 100 * r.miou_mean), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
-    paper = [r for r in rows if r.paper_miou is not None]
-    if paper:
-        ax.scatter([r.packed_bytes / 2**20 for r in paper], [100 * r.paper_miou for r in paper], facecolors="none",
-                   edgecolors="grey", marker="D", label="paper's Table 3")
-    ax.set_xscale("log")
-    ax.set_xlabel("stored size of the segmenter, MiB (packed: floats + 1-bit masks; log scale)")
-    ax.set_ylabel("val mIoU, % (mean ± std over seeds)")
-    ax.set_title("mIoU against storage")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    axes_spec = ((axes[0], lambda r: r.packed_bytes / 2**20, "stored size of the segmenter, MiB (packed; log scale)"),
+                 (axes[1], lambda r: r.macs / 1e9, "GMACs per image at the crop size (log scale)"))
+    groups = list(dict.fromkeys(r.label for r in measured if r.family != "dense"))
+    for ax, x, xlabel in axes_spec:
+        dense = [r for r in measured if r.family == "dense"]
+        bases = sorted({get_variant(r.encoder).base_width for r in dense}, reverse=True)
+        for base, colour in zip(bases, ("black", "grey", "silver")):
+            line = sorted((r for r in dense if get_variant(r.encoder).base_width == base), key=x)
+            ax.errorbar([x(r) for r in line], [100 * r.miou_mean for r in line], yerr=[100 * r.miou_std for r in line],
+                        fmt="-o", color=colour, capsize=3, label=f"dense (base width {base})")
+        for group, marker in zip(groups, MARKERS):
+            points = [r for r in measured if r.label == group]
+            ax.errorbar([x(r) for r in points], [100 * r.miou_mean for r in points],
+                        yerr=[100 * r.miou_std for r in points], fmt=marker, capsize=3, label=group)
+        for r in measured:
+            ax.annotate(r.encoder, (x(r), 100 * r.miou_mean), fontsize=6, xytext=(4, 4), textcoords="offset points")
+        paper = [r for r in rows if r.paper_miou is not None]
+        if paper:
+            ax.scatter([x(r) for r in paper], [100 * r.paper_miou for r in paper], facecolors="none",
+                       edgecolors="grey", marker="D", label="paper's Table 3")
+        values = [x(r) for r in measured]
+        if values and max(values) > 10 * min(values):  # a log axis only where the range spans decades
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        else:
+            xlabel = xlabel.replace(" (log scale)", "").replace("; log scale", "")
+        ax.set_xlabel(xlabel)
+        ax.locator_params(axis="x", nbins=6)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("val mIoU, % (mean ± std over seeds)")
+    axes[0].set_title("mIoU against storage")
+    axes[1].set_title("mIoU against compute")
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -263,7 +276,7 @@ def timing_lines(study_dir: Path) -> list[str]:
 def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: int, study_dir: Path | None = None,
              per_seed: dict[str, dict[str, list[float]]] | None = None) -> str:
     lines = [
-        "# Transfer study: RepeatNet vs dense encoders under one U-Net",
+        "# Transfer study: parameter-sharing vs dense encoders under one U-Net",
         "",
         f"Segmentation recipe `{study.seg_config}` ({seg.data.dataset}, split {seg.data.split} -> {seg.data.val_split}, "
         f"crop {seg.data.crop_size}); seeds {study.seeds}; encoder weights: "
@@ -271,22 +284,26 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
            (json.dumps(study.weights) if study.weights else "none (from scratch)")) + ".",
         "",
         "mIoU and pixel accuracy in %, mean ± sample std over seeds (n runs). Relative contribution = "
-        "(RepeatNet - dense 1x) / (dense same width - dense 1x) on the seed means, ± its first-order "
-        "propagated uncertainty from the standard errors of the three means. " + variance_note(study) + " "
+        "(M - lower) / (upper - lower) on the seed means, ± its first-order propagated uncertainty from the "
+        "standard errors of the three means: for RepeatNet (a width family) the paper's (dense same width, "
+        "dense 1x); for a compression family (shared bases, DACNN; smaller than dense 1x) (dense 1x, dense 1x "
+        "at half the base width). Kept per byte = (mIoU / mIoU of the dense model it is compared with, `vs`) / "
+        "(stored bytes / its stored bytes), ± its standard error. " + variance_note(study) + " "
         "Parameters, storage and MACs "
         f"are for the whole segmenter; MACs at {input_size}x{input_size}. The paper's columns are its own "
         "claims (Table 3, ImageNet-pretrained encoders, their recipe), not reproduced here unless the "
         "recipe matches.",
         "",
-        "| encoder | n | mIoU | pixel acc | rel. contribution | paper mIoU | paper pixel acc | paper rel. contr. "
-        "| trainable params | packed MiB | GMACs | train img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| encoder | n | mIoU | pixel acc | rel. contribution | vs | kept per byte | paper mIoU | paper pixel acc "
+        "| paper rel. contr. | trainable params | packed MiB | GMACs | train img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         paper_rc = paper_relative_contribution(r.encoder)
         lines.append(
             f"| {r.encoder} | {r.n} | {_pm(r.miou_mean, r.miou_std)} | {_pm(r.pixel_acc_mean, r.pixel_acc_std)} "
-            f"| {_pm(r.rel_contribution, r.rel_contribution_std)} | {_pm(r.paper_miou, None)} "
+            f"| {_pm(r.rel_contribution, r.rel_contribution_std)} | {r.reference} "
+            f"| {_pm(r.kept_per_byte, r.kept_per_byte_se, scale=1.0, digits=2)} | {_pm(r.paper_miou, None)} "
             f"| {_pm(r.paper_pixel_acc, None)} | {_pm(paper_rc, None)} | {r.trainable_params / 1e6:.2f}M "
             f"| {r.packed_bytes / 2**20:.1f} | {r.macs / 1e9:.3g} "
             f"| {'-' if r.train_images_per_s is None else f'{r.train_images_per_s:.1f}'} |")
@@ -295,7 +312,8 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
         lines += timing_lines(study_dir)
     lines += ["## Figures", ""]
     captions = {
-        "miou_vs_storage.png": "mIoU against stored megabytes: dense line, RepeatNet points (error bars: std over seeds).",
+        "miou_vs_storage.png": "mIoU against stored megabytes and against MACs: dense lines, every other family's "
+                               "points (error bars: std over seeds).",
         "per_class_iou.png": "Per-class IoU of every encoder (mean over seeds).",
         "qualitative.png": "Image, ground truth and each encoder's prediction (lowest seed) on fixed val images.",
         "training_curves.png": "Training loss and validation mIoU of every run.",
