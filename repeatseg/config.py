@@ -129,6 +129,8 @@ class ClsDataConfig:
     scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = 0.5
     color_jitter: float = 0.0
+    # torchvision RandomAffine before the crop (the authors' code: degrees 20, scale [0.8, 1.2], shear 20); {} = off
+    affine: dict = field(default_factory=dict)
     workers: int = 8
 
 

@@ -112,10 +112,16 @@ class ImageFolderClassification(Dataset):
 
 
 def classification_transforms(image_size: int = 224, crop_pct: float = 0.875, scale=(0.08, 1.0),
-                              hflip: float = 0.5, color_jitter: float = 0.0):
+                              hflip: float = 0.5, color_jitter: float = 0.0, affine: dict | None = None):
     """timm's standard ImageNet presets, ending in uint8 tensors (normalised later, on the device):
-    train = random resized crop + flip; eval = resize to size / crop_pct (256 for 224) + centre crop."""
+    train = random resized crop + flip; eval = resize to size / crop_pct (256 for 224) + centre crop.
+    ``affine`` (torchvision ``RandomAffine`` arguments: degrees, scale, shear) goes first, before the
+    crop, as in the RepeatNet authors' ImageNet code."""
     train = create_transform(image_size, is_training=True, scale=tuple(scale), hflip=hflip,
                              color_jitter=color_jitter, use_prefetcher=True)
+    if affine:
+        from torchvision.transforms import RandomAffine
+
+        train.transforms.insert(0, RandomAffine(**affine))
     evaluation = create_transform(image_size, is_training=False, crop_pct=crop_pct, use_prefetcher=True)
     return train, evaluation

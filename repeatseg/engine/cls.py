@@ -58,7 +58,7 @@ def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoade
     if cfg.train.batch_size % dist.world_size:
         raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
     train_tf, eval_tf = classification_transforms(cfg.data.image_size, cfg.data.crop_pct, cfg.data.scale,
-                                                  cfg.data.hflip, cfg.data.color_jitter)
+                                                  cfg.data.hflip, cfg.data.color_jitter, cfg.data.affine)
     train_set = ImageFolderClassification(root, cfg.data.train_split, train_tf, seed=cfg.train.seed)
     val_set = ImageFolderClassification(root, cfg.data.val_split, eval_tf, val_labels=cfg.data.val_labels,
                                         classes=train_set.classes)
