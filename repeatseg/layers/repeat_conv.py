@@ -9,11 +9,25 @@ transform's own parameters (``transform.scores``, ``transform.b1``/``b2``).
 Width repetition: one layer, ``tile_out x tile_in`` tiles of its own parent.
 Depth repetition: several layers built with the same ``parent`` Parameter, each with its own
 transform (``RepeatConv2d.sharing(parent_conv, ...)``); the parent is counted and updated once.
+
+Generated weights are reused, never regenerated for nothing (``GeneratedWeight``):
+
+- inference (eval mode, no grad): the weight is kept and reused until one of its inputs changes
+  (the parent's and the transform's tensors: version, storage, device, dtype; the autocast dtype),
+  so eval-mode inference costs what the dense twin costs. ``train()``, ``.to()`` and
+  ``load_state_dict`` drop it. Writes that bypass autograd's version counter (``param.data``
+  assignments, fused optimisers) are seen by the next training forward or ``train()``/``eval()``.
+- otherwise (training): the weight is held weakly, alive only while an autograd graph holds it, so a
+  layer called twice before backward generates once and nothing is kept after backward.
+- under autocast the weight is generated directly in the compute dtype (the parent is cast).
+- while compiling or tracing (torch.compile, torch.export, jit.trace) nothing is reused: the graph
+  generates the weight from its parameters.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import nn
@@ -85,6 +99,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
             transform, tile_out, tile_in, parent_shape, **(transform_options or {})
         ).to(**factory)
         self.bias = nn.Parameter(torch.zeros(out_channels, **factory)) if bias else None
+        self._generated = GeneratedWeight()
 
     @staticmethod
     def _init_parent(parent: torch.Tensor, fan_out: int) -> None:
@@ -118,8 +133,34 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
 
     @property
     def weight(self) -> torch.Tensor:  # type: ignore[override]
-        """The generated (child) weight, shape (out_channels, in_channels, k, k)."""
-        return self.transform(self.parent)
+        """The generated (child) weight, shape (out_channels, in_channels, k, k): the one forward uses."""
+        return self.generated_weight()
+
+    @torch.jit.unused
+    def generated_weight(self) -> torch.Tensor:
+        """The child weight in the compute dtype, reused when its inputs are unchanged (module doc)."""
+        dtype = compute_dtype(self.parent)
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self.transform(self.parent, dtype)
+        key = self._generation_key(dtype)
+        weight = self._generated.get(key)
+        if weight is None:
+            weight = self.transform(self.parent, dtype)
+            self._generated = GeneratedWeight(key, weight, keep=not (self.training or torch.is_grad_enabled()))
+        return weight
+
+    def generate(self) -> torch.Tensor:
+        """The child weight generated afresh in the compute dtype (what a training forward costs)."""
+        return self.transform(self.parent, compute_dtype(self.parent))
+
+    def _generation_key(self, dtype: torch.dtype) -> tuple | None:
+        """What the generated weight depends on, or None if it cannot be told (never reuse then)."""
+        key: list = [dtype, self.training, torch.is_grad_enabled(), torch.is_inference_mode_enabled()]
+        for tensor in (self.parent, *self.transform.parameters(), *self.transform.buffers()):
+            if type(tensor) not in PLAIN_TENSORS or tensor.is_inference() or is_wrapped(tensor):
+                return None  # functorch, fake or inference tensors: no version counter to trust
+            key += (id(tensor), tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device)
+        return tuple(key)
 
     def reset_parameters(self) -> None:
         # nn.Conv2d.__init__ calls this before the parent exists.
@@ -131,7 +172,22 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.transform(self.parent), self.bias)
+        if torch.jit.is_scripting():
+            return self._conv_forward(x, self.transform(self.parent, None), self.bias)
+        return self._conv_forward(x, self.generated_weight(), self.bias)
+
+    # Anything that may replace or convert the inputs drops the kept weight (their versions need not move).
+    def train(self, mode: bool = True) -> "RepeatConv2d":
+        self._generated = GeneratedWeight()
+        return super().train(mode)
+
+    def _apply(self, fn, recurse=True):
+        self._generated = GeneratedWeight()
+        return super()._apply(fn, recurse)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._generated = GeneratedWeight()
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def folded(self) -> nn.Conv2d:
         """A plain Conv2d holding the generated weight (and the bias)."""
@@ -139,10 +195,50 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
                           self.dilation, self.groups, bias=self.bias is not None, padding_mode=self.padding_mode,
                           device=self.parent.device, dtype=self.parent.dtype)
         with torch.no_grad():
-            plain.weight.copy_(self.weight)
+            plain.weight.copy_(self.transform(self.parent))
             if self.bias is not None:
                 plain.bias.copy_(self.bias)
         return plain
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, parent={tuple(self.parent.shape)}"
+
+
+PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+
+
+def compute_dtype(parent: torch.Tensor) -> torch.dtype:
+    """The dtype a conv on ``parent``'s device computes in: autocast's when it is on."""
+    device_type = parent.device.type
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return parent.dtype
+
+
+def is_wrapped(tensor: torch.Tensor) -> bool:
+    """A functorch (vmap, grad) wrapper: its version and storage are not the wrapped tensor's."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
+
+
+class GeneratedWeight:
+    """A layer's last generated weight and the key of the inputs it came from.
+
+    Kept (a strong reference) only for inference; otherwise a weak reference, alive while an
+    autograd graph saves the weight for backward and gone after it. Never copied or pickled:
+    ``deepcopy`` and ``torch.save`` of a model see an empty one.
+    """
+
+    __slots__ = ("key", "kept", "weak")
+
+    def __init__(self, key: tuple | None = None, weight: torch.Tensor | None = None, keep: bool = False):
+        self.key = key if weight is not None else None
+        self.kept = weight if keep else None
+        self.weak = weakref.ref(weight) if weight is not None else None
+
+    def get(self, key: tuple | None) -> torch.Tensor | None:
+        if key is None or key != self.key:
+            return None
+        return self.kept if self.kept is not None else self.weak()
+
+    def __reduce__(self):
+        return (GeneratedWeight, ())
