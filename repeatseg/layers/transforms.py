@@ -50,13 +50,10 @@ def sum_tiles(child6: torch.Tensor) -> torch.Tensor:
     return per_row.view(n, tile_in, m * kh * kw).sum(1).view(n, m, kh, kw)
 
 
-def tap_products(child6: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
-    """(tile_out, n, tile_in, m, k, k) x (n, m, k, k) -> (tile_out, tile_in): the sum, within each
-    tile, of the child's product with the parent, as a batched matrix product (no child-sized
-    temporary): per tile, sum over a, b of child6[i, a, j, b] * parent[a, b]."""
+def sum_taps(child6: torch.Tensor) -> torch.Tensor:
+    """(tile_out, n, tile_in, m, k, k) -> (tile_out, tile_in): the sum within each tile."""
     tile_out, n, tile_in = child6.shape[:3]
-    flat = child6.reshape(tile_out, n, tile_in, -1)
-    return torch.matmul(flat, parent.reshape(n, -1, 1)).sum(1).view(tile_out, tile_in)
+    return child6.reshape(tile_out, n, tile_in, -1).sum(3).sum(1)
 
 
 def keep_inputs(ctx, *inputs: torch.Tensor) -> None:
@@ -209,8 +206,7 @@ class _SwishGenerate(torch.autograd.Function):
     """child = b1 * x * sigmoid(-b2 x) over the broadcast tile view, built in place in one buffer,
     keeping only (parent, b1, b2); backward recomputes the sigmoid. With s = sigmoid(-b2 x):
     d child/dx = b1 s (1 - b2 x (1 - s)), d child/d b1 = x s, d child/d b2 = -b1 x^2 s (1 - s).
-    Backward allocates two child-sized buffers (fresh memory costs page faults, more than a pass)
-    and reduces within tiles by matrix products."""
+    Backward works in place in three child-sized buffers."""
 
     @staticmethod
     def forward(parent, b1, b2, dtype: torch.dtype):
@@ -234,12 +230,11 @@ class _SwishGenerate(torch.autograd.Function):
         grad = grad_child.view(tile_out, n, tile_in, m, kh, kw)
         q = torch.mul(x, b2.neg().view(per_tile)).sigmoid_()  # s
         gs = grad * q  # g s (in the parent's dtype under autocast: type promotion)
-        grad_b1 = tap_products(gs, parent) if ctx.needs_input_grad[1] else None
+        products = torch.mul(gs, x)  # g s x
+        grad_b1 = sum_taps(products)
         q.neg_().add_(1.0).mul_(gs).mul_(x)  # g s x (1 - s)
-        grad_b2 = tap_products(q, parent).mul_(b1.neg()) if ctx.needs_input_grad[2] else None
-        grad_parent = None
-        if ctx.needs_input_grad[0]:
-            grad_parent = sum_tiles(gs.mul_(b1.view(per_tile)).addcmul_(q, (b1 * b2).neg().view(per_tile)))
+        grad_b2 = sum_taps(torch.mul(q, x, out=products)).mul_(b1.neg())
+        grad_parent = sum_tiles(gs.mul_(b1.view(per_tile)).addcmul_(q, (b1 * b2).neg().view(per_tile)))
         return grad_parent, grad_b1, grad_b2, None
 
 
@@ -314,7 +309,7 @@ def signs_of(scores: torch.Tensor) -> torch.Tensor:
 class _FlipGenerate(torch.autograd.Function):
     """child = sign(scores) * tiled parent, with the straight-through backward written out: it
     keeps nothing but the two inputs (no sign tensor, no tiled parent), and each direction
-    allocates one child-sized buffer, the one it returns (fresh memory costs page faults)."""
+    allocates one child-sized buffer, the one it returns."""
 
     @staticmethod
     def forward(parent, scores, tile_out: int, tile_in: int, rule: str, dtype: torch.dtype):
