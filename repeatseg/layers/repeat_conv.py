@@ -12,11 +12,13 @@ transform (``RepeatConv2d.sharing(parent_conv, ...)``); the parent is counted an
 
 Generated weights are reused, never regenerated for nothing (``GeneratedWeight``):
 
-- inference (eval mode, no grad): the weight is kept and reused until one of its inputs changes
-  (the parent's and the transform's tensors: version, storage, device, dtype; the autocast dtype),
-  so eval-mode inference costs what the dense twin costs. ``train()``, ``.to()`` and
-  ``load_state_dict`` drop it. Writes that bypass autograd's version counter (``param.data``
-  assignments, fused optimisers) are seen by the next training forward or ``train()``/``eval()``.
+- inference (eval mode, and no grad or frozen parameters): the weight is kept and reused until
+  one of its inputs changes (the parent's and the transform's tensors: version, storage, device,
+  dtype, requires_grad; the autocast dtype, grad and inference mode),
+  so eval-mode inference costs what the dense twin costs. ``train()``/``eval()``, ``.to()`` and
+  ``load_state_dict`` drop it. In-place writes that bypass autograd's version counter (through
+  ``param.data``; fused optimisers, as of torch 2.14) are seen after the next training forward or
+  ``train()``/``eval()`` switch, as in every training loop.
 - otherwise (training): the weight is held weakly, alive only while an autograd graph holds it, so a
   layer called twice before backward generates once and nothing is kept after backward.
 - under autocast the weight is generated directly in the compute dtype (the parent is cast).
@@ -146,7 +148,8 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         weight = self._generated.get(key)
         if weight is None:
             weight = self.transform(self.parent, dtype)
-            self._generated = GeneratedWeight(key, weight, keep=not (self.training or torch.is_grad_enabled()))
+            # Kept only for inference, and only a weight that carries no autograd graph.
+            self._generated = GeneratedWeight(key, weight, keep=not (self.training or weight.requires_grad))
         return weight
 
     def generate(self) -> torch.Tensor:
@@ -159,7 +162,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         for tensor in (self.parent, *self.transform.parameters(), *self.transform.buffers()):
             if type(tensor) not in PLAIN_TENSORS or tensor.is_inference() or is_wrapped(tensor):
                 return None  # functorch, fake or inference tensors: no version counter to trust
-            key += (id(tensor), tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device)
+            key += (id(tensor), tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device, tensor.requires_grad)
         return tuple(key)
 
     def reset_parameters(self) -> None:

@@ -232,7 +232,7 @@ class _SwishGenerate(torch.autograd.Function):
         gs = grad * q  # g s (in the parent's dtype under autocast: type promotion)
         products = torch.mul(gs, x)  # g s x
         grad_b1 = sum_taps(products)
-        q.neg_().add_(1.0).mul_(gs).mul_(x)  # g s x (1 - s)
+        torch.sub(products, q.mul_(products), out=q)  # g s x - g s x s = g s x (1 - s)
         grad_b2 = sum_taps(torch.mul(q, x, out=products)).mul_(b1.neg())
         grad_parent = sum_tiles(gs.mul_(b1.view(per_tile)).addcmul_(q, (b1 * b2).neg().view(per_tile)))
         return grad_parent, grad_b1, grad_b2, None

@@ -162,6 +162,17 @@ def test_autocast_generates_in_the_compute_dtype_with_float_gradients(transform)
         assert (low[name] - param.grad).norm() <= 0.05 * param.grad.norm(), name
 
 
+def test_frozen_parameters_reuse_the_weight_until_they_require_grad_again():
+    conv, x = make().eval().requires_grad_(False), torch.randn(1, 12, 5, 5)
+    generated = count_generations(conv)
+    conv(x)
+    conv(x)
+    assert len(generated) == 1
+    conv.requires_grad_(True)
+    conv(x).sum().backward()
+    assert len(generated) == 2 and conv.parent.grad is not None
+
+
 def test_inference_mode_weight_is_not_reused_where_autograd_needs_it():
     conv, x = make().eval(), torch.randn(1, 12, 5, 5, requires_grad=True)
     with torch.inference_mode():
