@@ -45,7 +45,7 @@ import torch.nn.functional as F
 import repeatseg
 from repeatseg.engine.distributed import resolve_device
 from repeatseg.export import fold
-from repeatseg.layers import generating_layers
+from repeatseg.layers import RepeatConv2d, generating_layers
 
 SWEEP_BASE = 16  # base width of the sweeps' models (layer1 of a w4 model has 64 channels, like ResNet-18)
 
@@ -138,7 +138,8 @@ class Bench:
         probes = {name: subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--probe-memory", name,
              "--input-size", str(self.args.input_size), "--batch", str(self.args.batch),
-             "--classes", str(self.args.classes), "--warmup", str(max(self.args.warmup, 1))],
+             "--classes", str(self.args.classes), "--warmup", str(max(self.args.warmup, 1)),
+             *(["--regenerate"] if self.args.regenerate else [])],
             env=env, stdout=subprocess.PIPE, text=True) for name in names}
         peaks = {}
         for name, probe in probes.items():
@@ -237,6 +238,7 @@ def compare(args: argparse.Namespace, device: torch.device) -> int:
         "steps_per_repeat": args.steps, "amp": args.amp if device.type == "cuda" else "none",
         "channels_last": device.type == "cuda" and args.channels_last, "compile": args.compile,
         "load_average": os.getloadavg()[0], "threads": torch.get_num_threads(), "clock": args.clock,
+        "regenerate_for_backward": args.regenerate,
         "peak_memory_kind": "allocator" if device.type == "cuda" else "resident set growth (VmHWM), own process",
         "train_step_s": {"candidate": mine["train_step_s"], "dense": theirs["train_step_s"]},
         "generation_s": mine["generation_s"], "generation_share": mine["generation_s"] / mine["train_step_s"],
@@ -252,7 +254,8 @@ def compare(args: argparse.Namespace, device: torch.device) -> int:
     }
     print(f"{candidate.name} vs {dense.name} on {result['device_name']} ({device}), batch {args.batch}, "
           f"{args.input_size}x{args.input_size}, amp {result['amp']}, compile {args.compile}, "
-          f"{result['threads']} threads, {args.clock} clock, load average {result['load_average']:.1f}")
+          f"{result['threads']} threads, {args.clock} clock, "
+          f"{'weights regenerated for backward, ' if args.regenerate else ''}load average {result['load_average']:.1f}")
     print(f"{'':<24}{'candidate':>12}{'dense':>12}{'ratio':>9}")
     for label, key in (("train step (ms)", "train_step_s"), ("inference (ms)", "infer_s"),
                        ("folded inference (ms)", "folded_infer_s")):
@@ -369,6 +372,7 @@ def figure(csv_paths: list[str], out: str) -> int:
 def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    RepeatConv2d.regenerate_for_backward = args.regenerate
     if args.probe_memory:
         return probe_memory(args)
     if args.figure:
@@ -407,6 +411,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="wall time, or this process's CPU time (CPU device; with --threads 1 it counts the "
                              "work alone, steady on a machine other jobs load)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (on a loaded machine, 1 is steadier)")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="RepeatConv2d.regenerate_for_backward: generate weights again in backward, not keep them")
     parser.add_argument("--json", help="write the results (with raw per-repeat times) here")
     parser.add_argument("--sweep", choices=["input-size", "width"],
                         help="measure every family (sweep_encoders) over input sizes (at --width) or widths "

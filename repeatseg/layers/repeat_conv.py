@@ -56,6 +56,11 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
     # TorchScript must not compile the generating property as a module attribute.
     __jit_unused_properties__ = ["weight"]
 
+    #: Memory for time: when True (set it on the class or on a layer), the conv does not keep the
+    #: generated weight for backward but generates it again there (one more forward generation per
+    #: step; a dense weight's worth of memory less per layer; a layer called twice then generates twice).
+    regenerate_for_backward: bool = False
+
     def __init__(
         self,
         in_channels: int,
@@ -177,7 +182,32 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
             return self._conv_forward(x, self.transform(self.parent, None), self.bias)
-        return self._conv_forward(x, self.generated_weight(), self.bias)
+        weight = self.generated_weight()
+        if not (self.regenerate_for_backward and weight.requires_grad) or torch.compiler.is_compiling():
+            return self._conv_forward(x, weight, self.bias)
+        with torch.autograd.graph.saved_tensors_hooks(*self._regenerating_hooks(weight)):
+            return self._conv_forward(x, weight, self.bias)
+
+    def _regenerating_hooks(self, weight: torch.Tensor):
+        """Saved-tensor hooks under which the conv saves, instead of ``weight``, a note to generate
+        it again (without autograd) when backward needs it; inputs changed since are refused."""
+        inputs = (self.parent, *self.transform.parameters(), *self.transform.buffers())
+        versions = [t._version for t in inputs]
+        target, dtype = weakref.ref(weight), weight.dtype  # the hooks must not keep the weight alive
+
+        def pack(tensor: torch.Tensor):
+            return _REGENERATE if tensor is target() else tensor
+
+        def unpack(saved):
+            if saved is not _REGENERATE:
+                return saved
+            if [t._version for t in inputs] != versions:
+                raise RuntimeError("one of the variables needed for gradient computation has been modified by an "
+                                   "inplace operation: an input of a RepeatConv2d weight regenerated for backward")
+            with torch.no_grad():
+                return self.transform(self.parent, dtype)
+
+        return pack, unpack
 
     # Anything that may replace or convert the inputs drops the kept weight (their versions need not move).
     def train(self, mode: bool = True) -> "RepeatConv2d":
@@ -208,6 +238,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
 
 
 PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+_REGENERATE = object()  # what a conv saves instead of a weight it regenerates for backward
 
 
 def compute_dtype(parent: torch.Tensor) -> torch.dtype:

@@ -225,3 +225,25 @@ def test_a_new_transform_gets_reuse_and_invalidation_by_following_the_pattern():
         out = conv(x)
     assert len(generated) == 2
     assert torch.equal(out, fresh(conv, x))
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_regenerating_for_backward_keeps_no_weight_and_gives_the_same_gradients(transform):
+    conv, x = make(transform).train(), torch.randn(2, 12, 6, 6, requires_grad=True)
+    conv(x).square().sum().backward()
+    kept = [p.grad.clone() for p in (*conv.parameters(), x)]
+    conv.zero_grad()
+    x.grad = None
+    conv.regenerate_for_backward = True
+    generated = count_generations(conv)
+    out = conv(x).square().sum()
+    gc.collect()
+    assert generated[0]() is None  # only parameters and activations wait for backward
+    out.backward()
+    for before, param in zip(kept, (*conv.parameters(), x)):
+        assert torch.equal(before, param.grad)
+    out = conv(x).sum()
+    with torch.no_grad():
+        conv.parent.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
