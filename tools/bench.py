@@ -134,7 +134,8 @@ class Bench:
         process per model, run side by side; see the module doc)."""
         if self.device.type == "cuda":
             return {name: self._cuda_peak(name) for name in names}
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
         probes = {name: subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--probe-memory", name,
              "--input-size", str(self.args.input_size), "--batch", str(self.args.batch),
@@ -212,7 +213,7 @@ def measure(bench: Bench, names: list[str], folded: bool = True) -> dict[str, di
                    "infer_s": statistics.median(infer[k]), "raw_train_step_s": train[k], "raw_infer_s": infer[k]}
                for k in names}
     if folded:
-        plain = {k: bench.prepare(fold(built[k][0])) for k in names}
+        plain = {k: bench.prepare(fold(getattr(built[k][0], "_orig_mod", built[k][0]))) for k in names}
         for model in plain.values():
             bench.time_infer(model)
         infer_folded = alternate(lambda k: bench.time_infer(plain[k]), names, args.repeats)
@@ -269,7 +270,7 @@ def compare(args: argparse.Namespace, device: torch.device) -> int:
     return 0
 
 
-SWEEP_FIELDS = ["sweep", "value", "family", "model", "reference", "width", "base_width", "input_size", "batch",
+SWEEP_FIELDS = ["sweep", "value", "family", "model", "reference", "reference_of", "width", "base_width", "input_size", "batch",
                 "clock", "threads", "train_step_s",
                 "infer_s", "generation_s", "generation_share", "train_ratio", "infer_ratio", "load_average"]
 
@@ -286,13 +287,16 @@ def sweep(args: argparse.Namespace, device: torch.device) -> int:
         names = [name for _, v in encoders for name in (v.name, v.reference.name)]
         times = measure(Bench(point_args, device), names, folded=False)
         load = os.getloadavg()[0]
-        labelled = [("dense", v.reference) for _, v in encoders] + encoders
+        serves: dict[str, list[str]] = {}  # reference -> the families it is the reference of
+        for label, variant in encoders:
+            serves.setdefault(variant.reference.name, []).append(label)
+        references = {v.reference.name: v.reference for _, v in encoders}
+        labelled = [("dense", reference) for reference in references.values()] + encoders
         for family, variant in labelled:
             mine, theirs = times[variant.name], times[variant.reference.name]
-            if any(row["value"] == value and row["model"] == variant.name for row in rows):
-                continue
             rows.append({"sweep": args.sweep, "value": value, "family": family, "model": variant.name,
-                         "reference": variant.reference.name, "width": width, "base_width": args.base_width,
+                         "reference": variant.reference.name,
+                         "reference_of": ", ".join(serves.get(variant.name, [])), "width": width, "base_width": args.base_width,
                          "input_size": point_args.input_size, "batch": args.batch, "clock": args.clock,
                          "threads": torch.get_num_threads(), "train_step_s": mine["train_step_s"], "infer_s": mine["infer_s"],
                          "generation_s": mine["generation_s"],
@@ -316,6 +320,14 @@ FAMILY_STYLE = {"dense": "black", "repeat l": "tab:gray", "repeat s": "tab:blue"
                 "basis": "tab:green", "dacnn": "tab:purple"}
 
 
+def groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    """Rows grouped by the values of ``keys``, in order of appearance."""
+    grouped: dict[tuple, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(tuple(row[key] for key in keys), []).append(row)
+    return grouped
+
+
 def figure(csv_paths: list[str], out: str) -> int:
     """Step time and ratio to the reference against each sweep's quantity, one row per sweep."""
     import matplotlib
@@ -327,12 +339,12 @@ def figure(csv_paths: list[str], out: str) -> int:
     fig, axes = plt.subplots(len(tables), 2, figsize=(10, 3.6 * len(tables)), squeeze=False)
     for (time_ax, ratio_ax), rows in zip(axes, tables):
         kind = rows[0]["sweep"]
-        for model in dict.fromkeys(row["model"] for row in rows):
-            mine = [row for row in rows if row["model"] == model]
-            family = mine[0]["family"]
+        dense_styles = iter(["o-", "o--", "o:", "o-."])
+        for (family, serves), mine in groups(rows, ("family", "reference_of")).items():
+            dense = family == "dense"  # a reference, drawn once for the families it serves
             x = [float(row["value"]) for row in mine]
-            time_ax.plot(x, [1e3 * float(row["train_step_s"]) for row in mine], "o-", color=FAMILY_STYLE[family],
-                         label=family if family != "dense" or model == mine[0]["reference"] else None, ms=3)
+            time_ax.plot(x, [1e3 * float(row["train_step_s"]) for row in mine], next(dense_styles) if dense else "o-",
+                         color=FAMILY_STYLE[family], label=f"dense (reference of {serves})" if dense else family, ms=3)
         for family in FAMILY_STYLE:
             mine = [row for row in rows if row["family"] == family]
             if family == "dense" or not mine:
@@ -359,9 +371,7 @@ def figure(csv_paths: list[str], out: str) -> int:
                   else f"RepeatNet x{first['width']} on base {first['base_width']}")
         time_ax.set_title(f"{kind} sweep: {detail}, batch {first['batch']}, CPU fp32, {first['threads']} thread(s), "
                           f"{first['clock']} clock", fontsize=8)
-        handles, names = time_ax.get_legend_handles_labels()
-        unique = dict(zip(names, handles))
-        time_ax.legend(unique.values(), unique.keys(), fontsize=7)
+        time_ax.legend(fontsize=7)
         ratio_ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=80)

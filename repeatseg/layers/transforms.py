@@ -92,7 +92,10 @@ class ChildTransform(SharingLayer, nn.Module):
     - generate with one ``torch.autograd.Function`` whose forward builds the child from broadcast
       views directly in ``dtype`` (cast the small parent, never the child) and whose backward
       recomputes what it needs; store only the inputs, with ``keep_inputs`` / ``kept_inputs``
-      (see ``_FlipGenerate``, ``_SwishGenerate``). Reduce gradients over tiles in the parent's dtype.
+      (see ``_FlipGenerate``, ``_SwishGenerate``). Work in place in as few child-sized buffers as
+      you can (each fresh one costs page faults on CPU), prefer arithmetic to ``torch.where`` /
+      ``masked_fill`` (not vectorised on CPU), and reduce over tiles with ``sum_tiles`` /
+      ``sum_taps``, in the parent's dtype.
     - the child must depend only on ``parent`` and the transform's parameters and buffers (hold a
       scheduled value, e.g. a temperature, in a buffer): RepeatConv2d reuses a generated weight until
       one of them changes (version, storage, device, dtype), so that eval-mode inference costs what
