@@ -1,25 +1,43 @@
-"""Speed and memory of a RepeatNet segmenter against its dense twin, measured in one process.
+"""Speed and memory of a segmenter against its dense reference, measured in one process.
 
     python tools/bench.py --encoder repeat_r18_f4 --against dense_r18_w4 --input-size 512 --batch 8 \\
         --device cuda --json bench.json
     python tools/bench.py --encoder repeat_r18_f4_b16 --input-size 128 --batch 4 --device cpu
+    python tools/bench.py --sweep input-size --device cpu --out docs/speed_input_size.csv
+    python tools/bench.py --sweep width --device cpu --out docs/speed_width.csv
+    python tools/bench.py --figure docs/speed_input_size.csv docs/speed_width.csv --out docs/speed.png
 
-Repeats alternate A/B, B/A so drift on a shared machine hits both models alike; every figure is a
-median over repeats and every ratio is candidate / dense twin. Measured: training step (U-Net
-forward + backward + SGD step), training peak memory, inference (as trained, and folded into plain
-convs). On CUDA: AMP (bf16 default) and channels_last, optional torch.compile; peak memory is
-``torch.cuda.max_memory_allocated``. On CPU, fp32, and peak memory is an estimate: parameters +
-gradients + optimiser state + the tensors autograd saves for backward.
+Repeats rotate the models' order (A/B, B/A, ...) so drift on a shared machine hits every model
+alike; every figure is a median over repeats and every ratio is candidate / reference (the dense
+model of the same width for RepeatNet, ``variant.reference``). Measured: training step (U-Net
+forward + backward + SGD step), the part of it spent generating weights (every generating layer's
+weight generated and backpropagated, ``SharingLayer.generate``; timed alongside the steps),
+inference in eval mode under ``no_grad`` (as trained, and folded into plain convs) and peak memory
+of a training step. On CUDA: AMP (bf16 default) and channels_last, optional torch.compile; peak
+memory is ``torch.cuda.max_memory_allocated``. On CPU, fp32; peak memory is measured in a fresh
+subprocess per model as the growth of the resident set: the kernel's high-water mark (VmHWM,
+reset through /proc/self/clear_refs after warm-up) during one step minus the resident size before
+the model was built, with glibc told to return every allocation over 64 KiB to the kernel when it
+is freed (``MALLOC_MMAP_THRESHOLD_``), so the resident set follows the live tensors.
+
+A sweep (``--sweep input-size`` or ``--sweep width``) measures every family at each point, one CSV
+row per model, and ``--figure`` draws step time and the ratio to the reference against the swept
+quantity: how the cost of sharing grows with the work.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import gc
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +45,19 @@ import torch.nn.functional as F
 import repeatseg
 from repeatseg.engine.distributed import resolve_device
 from repeatseg.export import fold
+from repeatseg.layers import RepeatConv2d, generating_layers
+
+SWEEP_BASE = 16  # base width of the sweeps' models (layer1 of a w4 model has 64 channels, like ResNet-18)
+
+
+def sweep_encoders(width: int, base: int = SWEEP_BASE) -> list[tuple[str, str]]:
+    """Every family at ``width`` times ``base``: RepeatNet l/s/f at that width factor; shared
+    bases (rank a quarter of the planes) and DACNN, compression families, at that base width, so
+    layer1 has the same channels (base x width) in every model."""
+    wide = base * width
+    return [("repeat l", f"repeat_r18_l{width}_b{base}"), ("repeat s", f"repeat_r18_s{width}_b{base}"),
+            ("repeat f", f"repeat_r18_f{width}_b{base}"), ("basis", f"basis_r18_s{wide // 4}u1_b{wide}"),
+            ("dacnn", f"dacnn_r18_mix_b{wide}")]
 
 
 def synchronize(device: torch.device) -> None:
@@ -42,6 +73,11 @@ class Bench:
         self.target = torch.randint(0, args.classes, (args.batch, args.input_size, args.input_size), device=device)
         if device.type == "cuda" and args.channels_last:
             self.inputs = self.inputs.contiguous(memory_format=torch.channels_last)
+
+    def build(self, name: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        model = repeatseg.build_segmenter(repeatseg.get_variant(name).smp_key, classes=self.args.classes)
+        model = self.prepare(model.train())
+        return model, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         model = model.to(self.device)
@@ -59,127 +95,318 @@ class Bench:
         loss.backward()
         optimizer.step()
 
+    def _timed(self, run) -> float:
+        clock = time.process_time if self.args.clock == "cpu" else time.perf_counter
+        synchronize(self.device)
+        start = clock()
+        for _ in range(self.args.steps):
+            run()
+        synchronize(self.device)
+        return (clock() - start) / self.args.steps
+
     def time_train(self, model, optimizer) -> float:
-        synchronize(self.device)
-        start = time.perf_counter()
-        for _ in range(self.args.steps):
-            self.train_step(model, optimizer)
-        synchronize(self.device)
-        return (time.perf_counter() - start) / self.args.steps
+        return self._timed(lambda: self.train_step(model, optimizer))
 
-    @torch.no_grad()
     def time_infer(self, model) -> float:
-        synchronize(self.device)
-        start = time.perf_counter()
-        for _ in range(self.args.steps):
+        """No grad, in the model's mode (eval: what validation and deployment cost)."""
+        with torch.no_grad(), self._autocast():
+            return self._timed(lambda: model(self.inputs))
+
+    def time_generation(self, model) -> float:
+        """Generating every generated weight and backpropagating into what it is generated from."""
+        layers = generating_layers(model)
+        if not layers:
+            return 0.0
+        grads = [torch.randn_like(layer.generate()) for layer in layers]
+
+        def generate():
+            model.zero_grad(set_to_none=True)  # as in a training step: gradients are fresh tensors
             with self._autocast():
-                model(self.inputs)
-        synchronize(self.device)
-        return (time.perf_counter() - start) / self.args.steps
+                weights = [layer.generate() for layer in layers]
+            torch.autograd.backward(weights, grads)
 
-    def peak_memory(self, model, optimizer) -> int:
-        """Bytes at the peak of one training step (CUDA: allocator; CPU: estimate, see module doc)."""
+        elapsed = self._timed(generate)
+        model.zero_grad(set_to_none=True)
+        return elapsed
+
+    def peak_memory(self, names: list[str]) -> dict[str, int]:
+        """Bytes at the peak of one training step of each model (CUDA: allocator; CPU: one fresh
+        process per model, run side by side; see the module doc)."""
         if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
+            return {name: self._cuda_peak(name) for name in names}
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        probes = {name: subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--probe-memory", name,
+             "--input-size", str(self.args.input_size), "--batch", str(self.args.batch),
+             "--classes", str(self.args.classes), "--warmup", str(max(self.args.warmup, 1)),
+             *(["--regenerate"] if self.args.regenerate else [])],
+            env=env, stdout=subprocess.PIPE, text=True) for name in names}
+        peaks = {}
+        for name, probe in probes.items():
+            out, _ = probe.communicate()
+            if probe.returncode:
+                raise RuntimeError(f"the memory probe of {name} failed (exit {probe.returncode})")
+            peaks[name] = int(out.split()[-1])
+        return peaks
+
+    def _cuda_peak(self, name: str) -> int:
+        model, optimizer = self.build(name)
+        for _ in range(self.args.warmup):
             self.train_step(model, optimizer)
-            synchronize(self.device)
-            return torch.cuda.max_memory_allocated(self.device)
-        saved, seen = 0, set()
-
-        def pack(tensor):
-            nonlocal saved
-            key = (tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes())
-            if key not in seen and not isinstance(tensor, torch.nn.Parameter):
-                seen.add(key)
-                saved += key[1]
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            self.train_step(model, optimizer)
-        params = sum(p.numel() * p.element_size() for p in model.parameters())
-        state = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
-                    if torch.is_tensor(v))
-        return saved + 2 * params + state  # parameters + gradients + optimiser state + saved tensors
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.train_step(model, optimizer)
+        synchronize(self.device)
+        return torch.cuda.max_memory_allocated(self.device)
 
 
-def alternate(measure, pair: dict, repeats: int) -> dict[str, list[float]]:
-    """``measure(name)`` for both models, A/B then B/A, ``repeats`` times each."""
-    times = {name: [] for name in pair}
-    names = list(pair)
+def _resident_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def probe_memory(args: argparse.Namespace) -> int:
+    """In a fresh process: VmHWM during one training step minus VmRSS before the model was built."""
+    torch.manual_seed(0)
+    bench = Bench(args, torch.device("cpu"))
+    gc.collect()
+    before = _resident_kib("VmRSS")
+    model, optimizer = bench.build(args.probe_memory)
+    for _ in range(args.warmup):  # optimiser state, lazily loaded kernels
+        bench.train_step(model, optimizer)
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset the high-water mark to the current resident size
+    bench.train_step(model, optimizer)
+    print((_resident_kib("VmHWM") - before) * 1024)
+    return 0
+
+
+def alternate(measure, names: list[str], repeats: int) -> dict[str, list[float]]:
+    """``measure(name)`` for every model, ``repeats`` times, the order rotated and reversed each repeat."""
+    times = {name: [] for name in names}
     for repeat in range(repeats):
-        for name in names if repeat % 2 == 0 else names[::-1]:
+        order = names[repeat % len(names):] + names[:repeat % len(names)]
+        for name in order if repeat % 2 == 0 else order[::-1]:
             times[name].append(measure(name))
     return times
 
 
-def main(args: argparse.Namespace) -> int:
-    try:
-        candidate = repeatseg.get_variant(args.encoder)
-        dense = repeatseg.get_variant(args.against) if args.against else candidate.reference
-        device = resolve_device(args.device)
-    except (ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    torch.manual_seed(0)
-    bench = Bench(args, device)
-    models = {"candidate": repeatseg.build_segmenter(candidate.smp_key, classes=args.classes),
-              "dense": repeatseg.build_segmenter(dense.smp_key, classes=args.classes)}
-    folded = {key: bench.prepare(fold(model)) for key, model in models.items()}
-    trained = {key: bench.prepare(model.train()) for key, model in models.items()}
-    optimizers = {key: torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) for key, model in trained.items()}
-
-    for key in trained:  # warm-up: allocator, cudnn autotuning, compilation
+def measure(bench: Bench, names: list[str], folded: bool = True) -> dict[str, dict[str, float]]:
+    """Median training step, generation, inference (and folded inference) time of every model."""
+    args, built = bench.args, {}
+    for name in dict.fromkeys(names):
+        torch.manual_seed(0)
+        built[name] = bench.build(name)
+    for model, optimizer in built.values():  # warm-up: allocator, cudnn autotuning, compilation
         for _ in range(args.warmup):
-            bench.train_step(trained[key], optimizers[key])
-    memory = {key: bench.peak_memory(trained[key], optimizers[key]) for key in trained}
-    train = alternate(lambda k: bench.time_train(trained[k], optimizers[k]), trained, args.repeats)
-    for model in trained.values():
+            bench.train_step(model, optimizer)
+    names = list(built)
+    train = alternate(lambda k: bench.time_train(*built[k]), names, args.repeats)
+    generation = alternate(lambda k: bench.time_generation(built[k][0]), names, args.repeats)
+    for model, _ in built.values():  # then validation: eval mode once, as a training run switches
         model.eval()
-    for key in trained:
-        for _ in range(args.warmup):
-            bench.time_infer(trained[key])
-            bench.time_infer(folded[key])
-    infer = alternate(lambda k: bench.time_infer(trained[k]), trained, args.repeats)
-    infer_folded = alternate(lambda k: bench.time_infer(folded[k]), folded, args.repeats)
+        bench.time_infer(model)
+    infer = alternate(lambda k: bench.time_infer(built[k][0]), names, args.repeats)
+    results = {k: {"train_step_s": statistics.median(train[k]), "generation_s": statistics.median(generation[k]),
+                   "infer_s": statistics.median(infer[k]), "raw_train_step_s": train[k], "raw_infer_s": infer[k]}
+               for k in names}
+    if folded:
+        plain = {k: bench.prepare(fold(getattr(built[k][0], "_orig_mod", built[k][0]))) for k in names}
+        for model in plain.values():
+            bench.time_infer(model)
+        infer_folded = alternate(lambda k: bench.time_infer(plain[k]), names, args.repeats)
+        for k in names:
+            results[k]["folded_infer_s"] = statistics.median(infer_folded[k])
+            results[k]["raw_folded_infer_s"] = infer_folded[k]
+    return results
 
-    median = statistics.median
+
+def compare(args: argparse.Namespace, device: torch.device) -> int:
+    candidate = repeatseg.get_variant(args.encoder)
+    dense = repeatseg.get_variant(args.against) if args.against else candidate.reference
+    bench = Bench(args, device)
+    times = measure(bench, [candidate.name, dense.name])
+    mine, theirs = times[candidate.name], times[dense.name]
+    peaks = bench.peak_memory([candidate.name, dense.name])
+    memory = {"candidate": peaks[candidate.name], "dense": peaks[dense.name]}
+    ratio = {key: mine[key] / theirs[key] for key in ("train_step_s", "infer_s", "folded_infer_s")}
     result = {
         "candidate": candidate.name, "dense": dense.name, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "input_size": args.input_size, "batch": args.batch, "repeats": args.repeats,
         "steps_per_repeat": args.steps, "amp": args.amp if device.type == "cuda" else "none",
         "channels_last": device.type == "cuda" and args.channels_last, "compile": args.compile,
-        "peak_memory_kind": "allocator" if device.type == "cuda" else "estimate",
-        "train_step_s": {k: median(v) for k, v in train.items()},
-        "infer_s": {k: median(v) for k, v in infer.items()},
-        "folded_infer_s": {k: median(v) for k, v in infer_folded.items()},
+        "load_average": os.getloadavg()[0], "threads": torch.get_num_threads(), "clock": args.clock,
+        "regenerate_for_backward": args.regenerate,
+        "peak_memory_kind": "allocator" if device.type == "cuda" else "resident set growth (VmHWM), own process",
+        "train_step_s": {"candidate": mine["train_step_s"], "dense": theirs["train_step_s"]},
+        "generation_s": mine["generation_s"], "generation_share": mine["generation_s"] / mine["train_step_s"],
+        "infer_s": {"candidate": mine["infer_s"], "dense": theirs["infer_s"]},
+        "folded_infer_s": {"candidate": mine["folded_infer_s"], "dense": theirs["folded_infer_s"]},
         "peak_memory_bytes": memory,
-        "train_step_ratio": median(train["candidate"]) / median(train["dense"]),
+        "train_step_ratio": ratio["train_step_s"],
         "peak_memory_ratio": memory["candidate"] / memory["dense"],
-        "infer_ratio": median(infer["candidate"]) / median(infer["dense"]),
-        "folded_infer_ratio": median(infer_folded["candidate"]) / median(infer_folded["dense"]),
-        "raw": {"train_step_s": train, "infer_s": infer, "folded_infer_s": infer_folded},
+        "infer_ratio": ratio["infer_s"],
+        "folded_infer_ratio": ratio["folded_infer_s"],
+        "raw": {key: {"candidate": mine[f"raw_{key}"], "dense": theirs[f"raw_{key}"]}
+                for key in ("train_step_s", "infer_s", "folded_infer_s")},
     }
     print(f"{candidate.name} vs {dense.name} on {result['device_name']} ({device}), batch {args.batch}, "
-          f"{args.input_size}x{args.input_size}, amp {result['amp']}, compile {args.compile}")
-    print(f"{'':<22}{'candidate':>12}{'dense':>12}{'ratio':>9}")
-    rows = [("train step (ms)", train, 1e3), ("inference (ms)", infer, 1e3), ("folded inference (ms)", infer_folded, 1e3)]
-    for label, values, scale in rows:
-        a, b = median(values["candidate"]), median(values["dense"])
-        print(f"{label:<22}{a * scale:>12.2f}{b * scale:>12.2f}{a / b:>9.3f}")
-    print(f"{'peak memory (MiB)':<22}{memory['candidate'] / 2**20:>12.1f}{memory['dense'] / 2**20:>12.1f}"
+          f"{args.input_size}x{args.input_size}, amp {result['amp']}, compile {args.compile}, "
+          f"{result['threads']} threads, {args.clock} clock, "
+          f"{'weights regenerated for backward, ' if args.regenerate else ''}load average {result['load_average']:.1f}")
+    print(f"{'':<24}{'candidate':>12}{'dense':>12}{'ratio':>9}")
+    for label, key in (("train step (ms)", "train_step_s"), ("inference (ms)", "infer_s"),
+                       ("folded inference (ms)", "folded_infer_s")):
+        print(f"{label:<24}{mine[key] * 1e3:>12.2f}{theirs[key] * 1e3:>12.2f}{ratio[key]:>9.3f}")
+    print(f"{'  generating weights':<24}{mine['generation_s'] * 1e3:>12.2f}{theirs['generation_s'] * 1e3:>12.2f}"
+          f"{'':>9}  ({result['generation_share']:.1%} of the candidate's step)")
+    print(f"{'peak memory (MiB)':<24}{memory['candidate'] / 2**20:>12.1f}{memory['dense'] / 2**20:>12.1f}"
           f"{result['peak_memory_ratio']:>9.3f}  ({result['peak_memory_kind']})")
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+        Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
+
+
+SWEEP_FIELDS = ["sweep", "value", "family", "model", "reference", "reference_of", "width", "base_width", "input_size", "batch",
+                "clock", "threads", "train_step_s",
+                "infer_s", "generation_s", "generation_share", "train_ratio", "infer_ratio", "load_average"]
+
+
+def sweep(args: argparse.Namespace, device: torch.device) -> int:
+    """One CSV row per model and point: every family and its reference, measured together."""
+    points = args.values or ([64, 128, 256, 512] if args.sweep == "input-size" else [2, 4, 8])
+    rows = []
+    for value in points:
+        width = args.width if args.sweep == "input-size" else value
+        point_args = argparse.Namespace(**{**vars(args), "input_size": value if args.sweep == "input-size"
+                                           else args.input_size})
+        encoders = [(label, repeatseg.get_variant(name)) for label, name in sweep_encoders(width, args.base_width)]
+        names = [name for _, v in encoders for name in (v.name, v.reference.name)]
+        times = measure(Bench(point_args, device), names, folded=False)
+        load = os.getloadavg()[0]
+        serves: dict[str, list[str]] = {}  # reference -> the families it is the reference of
+        for label, variant in encoders:
+            serves.setdefault(variant.reference.name, []).append(label)
+        references = {v.reference.name: v.reference for _, v in encoders}
+        labelled = [("dense", reference) for reference in references.values()] + encoders
+        for family, variant in labelled:
+            mine, theirs = times[variant.name], times[variant.reference.name]
+            rows.append({"sweep": args.sweep, "value": value, "family": family, "model": variant.name,
+                         "reference": variant.reference.name,
+                         "reference_of": ", ".join(serves.get(variant.name, [])), "width": width, "base_width": args.base_width,
+                         "input_size": point_args.input_size, "batch": args.batch, "clock": args.clock,
+                         "threads": torch.get_num_threads(), "train_step_s": mine["train_step_s"], "infer_s": mine["infer_s"],
+                         "generation_s": mine["generation_s"],
+                         "generation_share": mine["generation_s"] / mine["train_step_s"],
+                         "train_ratio": mine["train_step_s"] / theirs["train_step_s"],
+                         "infer_ratio": mine["infer_s"] / theirs["infer_s"], "load_average": load})
+            print(f"{args.sweep} {value:>4}  {variant.name:<24} step {mine['train_step_s'] * 1e3:9.1f} ms  "
+                  f"x{rows[-1]['train_ratio']:.3f}  infer x{rows[-1]['infer_ratio']:.3f}  "
+                  f"generation {rows[-1]['generation_share']:.1%}  (load {load:.1f})", flush=True)
+    out = Path(args.out or f"speed_{args.sweep}.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, SWEEP_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out}")
+    return 0
+
+
+FAMILY_STYLE = {"dense": "black", "repeat l": "tab:gray", "repeat s": "tab:blue", "repeat f": "tab:red",
+                "basis": "tab:green", "dacnn": "tab:purple"}
+
+
+def groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    """Rows grouped by the values of ``keys``, in order of appearance."""
+    grouped: dict[tuple, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(tuple(row[key] for key in keys), []).append(row)
+    return grouped
+
+
+def figure(csv_paths: list[str], out: str) -> int:
+    """Step time and ratio to the reference against each sweep's quantity, one row per sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = [list(csv.DictReader(open(path))) for path in csv_paths]
+    fig, axes = plt.subplots(len(tables), 2, figsize=(10, 3.6 * len(tables)), squeeze=False)
+    for (time_ax, ratio_ax), rows in zip(axes, tables):
+        kind = rows[0]["sweep"]
+        dense_styles = iter(["o-", "o--", "o:", "o-."])
+        for (family, serves), mine in groups(rows, ("family", "reference_of")).items():
+            dense = family == "dense"  # a reference, drawn once for the families it serves
+            x = [float(row["value"]) for row in mine]
+            time_ax.plot(x, [1e3 * float(row["train_step_s"]) for row in mine], next(dense_styles) if dense else "o-",
+                         color=FAMILY_STYLE[family], label=f"dense (reference of {serves})" if dense else family, ms=3)
+        for family in FAMILY_STYLE:
+            mine = [row for row in rows if row["family"] == family]
+            if family == "dense" or not mine:
+                continue
+            x = [float(row["value"]) for row in mine]
+            ratio_ax.plot(x, [float(row["train_ratio"]) for row in mine], "o-", color=FAMILY_STYLE[family],
+                          label=f"{family}: training step", ms=3)
+            ratio_ax.plot(x, [float(row["infer_ratio"]) for row in mine], "s--", color=FAMILY_STYLE[family],
+                          label=f"{family}: eval inference", ms=3, alpha=0.7)
+        label = "input size (px)" if kind == "input-size" else "width factor (layer1 channels = 16 x)"
+        for ax in (time_ax, ratio_ax):
+            ax.set_xscale("log", base=2)
+            values = sorted({int(row["value"]) for row in rows})
+            ax.set_xticks(values, [str(v) for v in values])
+            ax.minorticks_off()
+            ax.set_xlabel(label)
+            ax.grid(alpha=0.3)
+        time_ax.set_yscale("log")
+        time_ax.set_ylabel("training step (ms)")
+        ratio_ax.axhline(1.0, color="black", lw=0.8)
+        ratio_ax.set_ylabel("time / reference's")
+        first = rows[0]
+        detail = (f"{first['input_size']} px" if kind == "width"
+                  else f"RepeatNet x{first['width']} on base {first['base_width']}")
+        time_ax.set_title(f"{kind} sweep: {detail}, batch {first['batch']}, CPU fp32, {first['threads']} thread(s), "
+                          f"{first['clock']} clock", fontsize=8)
+        time_ax.legend(fontsize=7)
+        ratio_ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    print(f"wrote {out} ({Path(out).stat().st_size // 1024} KiB)")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    RepeatConv2d.regenerate_for_backward = args.regenerate
+    if args.probe_memory:
+        return probe_memory(args)
+    if args.figure:
+        return figure(args.figure, args.out or "speed.png")
+    try:
+        device = resolve_device(args.device)
+        if args.clock == "cpu" and device.type != "cpu":
+            raise ValueError("--clock cpu measures the CPU device only")
+        if args.sweep:
+            return sweep(args, device)
+        if not args.encoder:
+            raise ValueError("--encoder is required (or --sweep / --figure)")
+        repeatseg.get_variant(args.encoder)
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    torch.manual_seed(0)
+    return compare(args, device)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", required=True, help="the candidate, e.g. repeat_r18_f4")
-    parser.add_argument("--against", help="the dense twin (default: the candidate's, e.g. dense_r18_w4)")
+    parser.add_argument("--encoder", help="the candidate, e.g. repeat_r18_f4")
+    parser.add_argument("--against", help="the reference (default: the candidate's, e.g. dense_r18_w4)")
     parser.add_argument("--input-size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--classes", type=int, default=21)
@@ -187,10 +414,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="bf16", help="CUDA only")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--repeats", type=int, default=10, help="A/B repeats per measurement")
+    parser.add_argument("--repeats", type=int, default=10, help="repeats per measurement (order rotated)")
     parser.add_argument("--steps", type=int, default=3, help="steps timed per repeat")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time, or this process's CPU time (CPU device; with --threads 1 it counts the "
+                             "work alone, steady on a machine other jobs load)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (on a loaded machine, 1 is steadier)")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="RepeatConv2d.regenerate_for_backward: generate weights again in backward, not keep them")
     parser.add_argument("--json", help="write the results (with raw per-repeat times) here")
+    parser.add_argument("--sweep", choices=["input-size", "width"],
+                        help="measure every family (sweep_encoders) over input sizes (at --width) or widths "
+                             "(at --input-size) and write a CSV (--out)")
+    parser.add_argument("--values", type=int, nargs="+",
+                        help="the sweep's points (default 64 128 256 512 px, or widths 2 4 8)")
+    parser.add_argument("--width", type=int, default=4, help="width factor of the input-size sweep")
+    parser.add_argument("--base-width", type=int, default=SWEEP_BASE, help="base width of the sweeps' models")
+    parser.add_argument("--figure", nargs="+", metavar="CSV", help="draw the sweeps' CSVs into one figure (--out)")
+    parser.add_argument("--out", help="the sweep's CSV or the figure's PNG")
+    parser.add_argument("--probe-memory", metavar="ENCODER", help=argparse.SUPPRESS)  # the CPU memory subprocess
     return parser
 
 

@@ -8,6 +8,7 @@ from .protocol import (
     bit_parameters,
     default_regularization_weight,
     fold_layers,
+    generating_layers,
     parameter_kinds,
     regularization_loss,
     regularized_layers,
@@ -28,6 +29,6 @@ __all__ = [
     "RepeatConv2d", "ChildTransform", "LinearRepeat", "SwishRepeat", "FlipRepeat", "make_transform",
     "register_transform", "TRANSFORMS", "GRADIENT_RULES", "hard_sign", "sign_ste", "surrogate_grad",
     "FilterBasis", "SharedBasisConv", "group_bases", "SharingLayer", "parameter_kinds", "bit_parameters",
-    "bit_parameter_names", "fold_layers",
+    "bit_parameter_names", "fold_layers", "generating_layers",
     "regularization_loss", "regularized_layers", "default_regularization_weight",
 ]

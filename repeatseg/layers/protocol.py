@@ -42,6 +42,12 @@ class SharingLayer:
         """(penalty, normaliser) pairs; the model's term is sum(penalties) / sum(normalisers)."""
         return []
 
+    def generate(self) -> torch.Tensor | None:
+        """The weight this layer generates from what it stores, generated afresh as a training
+        forward does (in the compute dtype, differentiable), or None if it stores its weights.
+        ``tools/bench.py`` times it to report the share of a step spent generating weights."""
+        return None
+
 
 def _own_kind(module: nn.Module, name: str) -> str:
     if isinstance(module, NORMS):
@@ -94,6 +100,11 @@ def fold_layers(model: nn.Module) -> nn.Module:
                 if folded_modules[id(child)] is not None:
                     setattr(parent, name, folded_modules[id(child)])
     return model
+
+
+def generating_layers(model: nn.Module) -> list[SharingLayer]:
+    """The layers that generate their weight on a training forward (each shared layer once)."""
+    return [m for m in model.modules() if isinstance(m, SharingLayer) and type(m).generate is not SharingLayer.generate]
 
 
 def regularized_layers(model: nn.Module) -> list[SharingLayer]:
