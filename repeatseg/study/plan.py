@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..accounting import count_macs, describe
 from ..config import ClsConfig, SegConfig, StudyConfig, load_config
@@ -120,12 +121,14 @@ def _voc_split_size(root: Path, split: str) -> int | None:
 
 @functools.lru_cache(maxsize=None)
 def _image_folder_size(folder: Path) -> int | None:
-    """Files in ``folder``'s class folders (or in it, for a flat val folder); None if absent."""
+    """Images in ``folder``'s class folders (or in it, for a flat val folder), as the ImageFolder
+    reader counts them; None if there are none."""
     if not folder.is_dir():
         return None
     subfolders = [p for p in folder.iterdir() if p.is_dir()]
     places = subfolders or [folder]
-    return sum(1 for place in places for p in place.iterdir() if p.is_file()) or None
+    return sum(1 for place in places for p in place.iterdir()
+               if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS) or None
 
 
 def _seg_root(cfg: SegConfig) -> Path | None:

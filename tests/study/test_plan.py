@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from repeatseg import describe
-from repeatseg.config import SegConfig, StudyConfig, load_config
-from repeatseg.study.plan import cell_cost, evaluations, make_shard, plan_costs, tflops_from_bench, totals
+from repeatseg.config import ClsConfig, SegConfig, StudyConfig, load_config
+from repeatseg.study.plan import cell_cost, evaluations, make_shard, plan_costs, pretrain_cost, tflops_from_bench, totals
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +78,17 @@ def test_unknown_split_sizes_are_said_and_taken_from_the_flag_or_the_disk(tmp_pa
     assert "counted in" in counted.sizes
     with pytest.raises(ValueError, match="fewer than one batch"):
         cell_cost(recipe, images_per_epoch=8)
+
+
+def test_a_pretraining_counts_the_images_of_its_image_folder(tmp_path):
+    for name in ("train/0/a.png", "train/0/b.JPEG", "train/1/c.png", "train/1/notes.txt", "val/0/d.png"):
+        (tmp_path / "cls" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "cls" / name).write_bytes(b"")
+    recipe = load_config(ClsConfig, [ROOT / "configs/cls/digits.yaml"],
+                         sets=[f"data.root={tmp_path}", "train.batch_size=1", "model.name=dense_resnet18_w1_b8"])
+    cost = pretrain_cost(recipe, "dense_r18_w1_b8")  # 3 images (not the .txt), 3 epochs, one evaluation of 1
+    assert (cost.steps, cost.train_images, cost.eval_images) == (9, 9, 1) and "counted in" in cost.sizes
+    assert "known" in pretrain_cost(recipe, "dense_r18_w1_b8", look_on_disk=False).sizes
 
 
 def test_bench_results_give_a_throughput(tmp_path):
