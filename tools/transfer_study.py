@@ -1,4 +1,4 @@
-"""Run the paper's Table 3 grid (encoders x seeds, each an ordinary train_seg run) and write the report.
+"""Run a transfer study (encoders x seeds, each an ordinary train_seg run, optionally pretrained first) and write the report.
 
     python tools/transfer_study.py --config configs/study/voc_table3.yaml --output studies/table3 --data-root ~/data
     torchrun --nproc_per_node=8 tools/transfer_study.py --config configs/study/voc_table3.yaml --output studies/table3
@@ -6,14 +6,21 @@
     python tools/transfer_study.py --config configs/study/digits.yaml --output studies/digits # CPU, real digits
     python tools/transfer_study.py --report-only --output studies/table3                      # rebuild the report
 
+    python tools/transfer_study.py --config configs/study/voc_table3.yaml --plan --tflops 160  # the bill, no training
+    python tools/transfer_study.py --config configs/study/voc_table3.yaml --plan --json --tflops-from bench.json
+    python tools/transfer_study.py --config configs/study/voc_table3.yaml --output studies/table3 --shard 2/8
+
 Finished units (pretraining per encoder and seed, cells) are skipped and interrupted ones resumed:
-run the same command again after a kill.
+run the same command again after a kill. With --shard i/n, n jobs share the study folder, each
+running its part of the grid (README, "Scale-out"); every unit is claimed before it runs, so none
+runs twice, and the shard that finds the whole grid finished writes the report.
 Writes <output>/report.md, results.csv, results.json and figures/.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,47 +29,130 @@ from repeatseg.config import ConfigError, StudyConfig, load_config
 from repeatseg.data import DataError
 from repeatseg.engine import distributed
 from repeatseg.engine.trainer import NonFiniteLossError
+from repeatseg.files import FolderClaimedError, claim_run_folder
 from repeatseg.study import run_study, write_report
+from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
+from repeatseg.study.runner import WAIT_S, parse_shard, study_complete
+
+REPORT_CLAIM = ".report"  # <study>/.report/ is claimed while a process writes the report
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", action="append", default=[], help="study YAML (configs/study/*.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study field")
-    parser.add_argument("--output", required=True, help="study folder")
+    parser.add_argument("--output", help="study folder (required, except for --plan)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished cells")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's)")
     parser.add_argument("--data-root", help="segmentation data root for every cell (adds data.root to seg_sets)")
+    scale = parser.add_argument_group("scale-out")
+    scale.add_argument("--shard", default="0/1", metavar="I/N",
+                       help="run only shard I of N (0-based; default 0/1, the whole grid)")
+    scale.add_argument("--wait-minutes", type=float, default=WAIT_S / 60,
+                       help="how long a cell waits for a pretraining another process is running (default %(default)g)")
+    scale.add_argument("--poll-seconds", type=float, default=30.0, help="how often it looks (default %(default)g)")
+    plan = parser.add_argument_group("plan (prints the bill, trains nothing)")
+    plan.add_argument("--plan", action="store_true", help="print images, FLOPs and hours per unit and the totals")
+    plan.add_argument("--json", action="store_true", help="with --plan: print JSON instead of tables")
+    throughput = plan.add_mutually_exclusive_group()
+    throughput.add_argument("--tflops", type=float, help="sustained training TFLOPS per device, for the hours")
+    throughput.add_argument("--tflops-from", metavar="BENCH_JSON", help="take it from tools/bench.py --json (dense model)")
+    plan.add_argument("--images-per-epoch", type=int, help="training images of the segmentation split, if not known")
+    plan.add_argument("--pretrain-images-per-epoch", type=int, help="training images of the pretraining split")
     return parser
 
 
-def main(args: argparse.Namespace) -> int:
-    study_dir = Path(args.output)
+def resolve_study(args: argparse.Namespace, study_dir: Path | None) -> StudyConfig:
+    """The study config: --config files (or the study folder's study.yaml) + --set, --data-root, --device."""
     files = list(args.config)
-    if not files and (study_dir / "study.yaml").is_file():
+    if not files and study_dir is not None and (study_dir / "study.yaml").is_file():
         files = [study_dir / "study.yaml"]
+    if not files:
+        where = f" and no {study_dir / 'study.yaml'} to reuse" if study_dir is not None else ""
+        raise ConfigError(f"no --config given{where}")
+    overrides = [{"output": str(study_dir)}] if study_dir is not None else []
+    study = load_config(StudyConfig, files, overrides, args.set)
+    if args.data_root:
+        study.seg_sets = [*study.seg_sets, f"data.root={args.data_root}"]
+    if args.device:
+        study.seg_sets = [*study.seg_sets, f"train.device={args.device}"]
+        study.pretrain.sets = [*study.pretrain.sets, f"train.device={args.device}"]
+    return study
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse flag combinations that cannot mean anything, before anything is read or written."""
+    for flag in ("images_per_epoch", "pretrain_images_per_epoch"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.tflops is not None and args.tflops <= 0:
+        raise ConfigError(f"--tflops must be positive, got {args.tflops}")
+    if args.wait_minutes < 0 or args.poll_seconds <= 0:
+        raise ConfigError("--wait-minutes must be >= 0 and --poll-seconds > 0")
+    if args.json and not args.plan:
+        raise ConfigError("--json goes with --plan")
+    if args.output is None and not args.plan:
+        raise ConfigError("--output (the study folder) is required, except with --plan")
+
+
+def print_plan(args: argparse.Namespace, study: StudyConfig, study_dir: Path | None, shards: int) -> int:
+    tflops = tflops_from_bench(args.tflops_from) if args.tflops_from else args.tflops
+    costs = plan_costs(study, study_dir, args.images_per_epoch, args.pretrain_images_per_epoch)
+    if shards > 1:
+        shard = make_shard(study, 0, shards)
+        for cost in costs:
+            cost.shard = shard.assignment[(cost.encoder, cost.seed)]
+    if args.json:
+        print(json.dumps(plan_json(costs, tflops), indent=2))
+    else:
+        source = ", ".join(str(f) for f in args.config) or str(study_dir / "study.yaml")
+        print(format_plan(costs, tflops, f"plan of {source}: {sum(c.kind == 'cell' for c in costs)} cells, "
+                                         f"{sum(c.kind == 'pretrain' for c in costs)} pretrainings"
+                                         + (f", {shards} shards" if shards > 1 else "")))
+    return 0
+
+
+def write_report_once(study: StudyConfig, study_dir: Path) -> None:
+    """Write the report under a claim, so two shards finishing together do not write it at once."""
+    with claim_run_folder(study_dir / REPORT_CLAIM):
+        rows = write_report(study, study_dir)
+    print(f"report: {study_dir / 'report.md'} ({sum(r.n for r in rows)} runs, {len(rows)} encoders)")
+
+
+def main(args: argparse.Namespace) -> int:
+    study_dir = Path(args.output) if args.output else None
     try:
-        if not files:
-            raise ConfigError(f"no --config given and no {study_dir / 'study.yaml'} to reuse")
-        study = load_config(StudyConfig, files, [{"output": str(study_dir)}], args.set)
-        if args.data_root:
-            study.seg_sets = [*study.seg_sets, f"data.root={args.data_root}"]
-        if args.device:
-            study.seg_sets = [*study.seg_sets, f"train.device={args.device}"]
-            study.pretrain.sets = [*study.pretrain.sets, f"train.device={args.device}"]
+        check_args(args)
+        shard_index, shard_count = parse_shard(args.shard)
+        study = resolve_study(args, study_dir)
+        if args.plan:
+            return print_plan(args, study, study_dir, shard_count)
         dist = distributed.setup(args.device or "auto")
-    except (ConfigError, RuntimeError) as error:
+    except (ConfigError, DataError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         if not args.report_only:
-            run_study(study, study_dir, dist)
+            shard = make_shard(study, shard_index, shard_count)
+            run_study(study, study_dir, dist, shard, wait_s=args.wait_minutes * 60, poll_s=args.poll_seconds)
         if dist.is_main:
-            rows = write_report(study, study_dir)
-            print(f"report: {study_dir / 'report.md'} ({sum(r.n for r in rows)} runs, {len(rows)} encoders)")
+            if args.report_only or study_complete(study, study_dir):
+                try:
+                    write_report_once(study, study_dir)
+                except FolderClaimedError as error:
+                    if args.report_only:
+                        raise
+                    print(f"the grid is complete; another process is writing the report ({error})")
+            else:
+                print(f"shard {args.shard}: done with its part; the grid is not complete yet (other shards are "
+                      "running or some units are left): the shard that completes it writes the report, "
+                      f"or run --report-only --output {study_dir}")
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except FolderClaimedError as error:
+        print(f"error: another process is writing the report: {error}", file=sys.stderr)
+        return 2
     except (ConfigError, DataError, ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

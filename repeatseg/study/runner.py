@@ -14,21 +14,32 @@ The plan (``plan_units``) is seed-major: every encoder at seed 0, then seed 1, .
 short still has a full grid at fewer seeds. A unit whose output exists is skipped (a pretraining
 unit once its weights are exported, a cell once ``metrics.json`` is written); one with
 ``checkpoints/last.state.pt`` is resumed; so killing the study loses at most the current epoch.
+
+Several processes may share one study folder (``Shard``: n jobs, each running its part of the
+plan; ``repeatseg.study.plan.make_shard`` assigns the units). Every unit runs under a claim on its
+run folder (``repeatseg.files.claim_run_folder``), so no unit runs twice: a process waits for its
+units that another live process holds (and for a cell's pretraining another process is running)
+until they finish, or until the holder's claim goes stale (its pid is dead on this host, or its
+heartbeat stops) and it takes the unit over and resumes it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from ..config import ClsConfig, SegConfig, StudyConfig, load_config, save_config
 from ..engine.distributed import DistInfo, barrier
+from ..files import FolderClaimedError, claim_run_folder
 from ..variants import get_variant
 from ..weights import export_encoder
 
@@ -85,6 +96,34 @@ def plan_units(study: StudyConfig, study_dir: Path) -> list[PretrainPlan | CellP
     return units
 
 
+@dataclass
+class Shard:
+    """Shard ``index`` of ``count`` processes sharing a study folder. ``assignment`` maps every
+    (encoder, seed) to its shard; a pair's pretraining and cell go together, so a cell never waits
+    on another shard for its encoder. The default, 0/1, is the whole plan."""
+
+    index: int = 0
+    count: int = 1
+    assignment: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def owns(self, unit: PretrainPlan | CellPlan) -> bool:
+        return self.count == 1 or self.assignment[(unit.encoder, unit.seed)] == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n; a ValueError that says what is wrong otherwise."""
+    index, slash, count = text.partition("/")
+    if not slash or not index.strip().isdigit() or not count.strip().isdigit():
+        raise ValueError(f"--shard {text!r}: expected i/n with whole numbers, e.g. 0/4")
+    index, count = int(index), int(count)
+    if count < 1 or index >= count:
+        raise ValueError(f"--shard {text}: needs n >= 1 and 0 <= i < n (shards are numbered 0..n-1)")
+    return index, count
+
+
 def plan_cells(study: StudyConfig, study_dir: Path) -> list[CellPlan]:
     return [unit for unit in plan_units(study, study_dir) if isinstance(unit, CellPlan)]
 
@@ -135,42 +174,149 @@ def run_cell(study: StudyConfig, cell: CellPlan, dist: DistInfo) -> None:
     barrier()
 
 
-def log_timing(study_dir: Path, unit, seconds: float, load_before: float, dist: DistInfo) -> None:
-    """One line per unit run: how long it took and the 1-minute load average before and after."""
+def log_timing(study_dir: Path, unit, seconds: float, load_before: float, dist: DistInfo,
+               shard: Shard | None = None) -> None:
+    """One line per unit run: how long it took, the 1-minute load average before and after, and
+    which shard, host and process ran it (several may share the study folder)."""
     if dist.is_main:
         record = {"kind": unit.kind, "encoder": unit.encoder, "seed": unit.seed, "seconds": round(seconds, 2),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-                  "cpus": os.cpu_count(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                  "cpus": os.cpu_count(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "shard": str(shard or Shard()), "host": socket.gethostname(), "pid": os.getpid()}
         with open(study_dir / "timing.jsonl", "a") as out:
             out.write(json.dumps(record) + "\n")
 
 
-def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo) -> list[PretrainPlan | CellPlan]:
-    """Run every unfinished unit of the plan; returns the plan."""
+POLL_S = 30.0  # how often a process waiting for units other processes hold looks again
+WAIT_S = 6 * 3600.0  # how long it waits, without progress, before leaving them to a later run
+RUN, DONE, WAIT = 0, -1, -2  # what rank 0 tells the other ranks (RUN: a unit's index, >= 0)
+
+
+def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard | None = None,
+              wait_s: float = WAIT_S, poll_s: float = POLL_S) -> list[PretrainPlan | CellPlan]:
+    """Run every unfinished unit of ``shard``'s part of the plan (all of it by default), each
+    under a claim on its run folder; returns the whole plan. Units other live processes hold are
+    waited for, not run twice (see ``UnitQueue``)."""
+    shard = shard or Shard()
     study_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main:
         save_config(study, study_dir / "study.yaml")
     if study.pretrain.enabled and not study.pretrain.config:
         raise ValueError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
     units = plan_units(study, study_dir)
+    mine = [unit for unit in units if shard.owns(unit)]
+    label = f"shard {shard}: " if shard.count > 1 else ""
+    queue = UnitQueue(mine, dist, wait_s, poll_s, label)
     durations: dict[str, list[float]] = {"pretrain": [], "cell": []}
-    for index, unit in enumerate(units, 1):
-        if unit.finished:
-            continue
-        left = [u for u in units if not u.finished]
-        say(dist, f"[{index}/{len(units)}] {unit.kind} {unit.encoder} seed {unit.seed}: "
-                  f"{'resuming' if unit.started else 'starting'} | done {len(units) - len(left)}, left {len(left)}, "
-                  f"ETA {_eta(left, durations)}")
-        start, load_before = time.perf_counter(), os.getloadavg()[0]
-        if isinstance(unit, PretrainPlan):
-            run_pretrain(study, unit, dist)
-        else:
-            run_cell(study, unit, dist)
-        seconds = time.perf_counter() - start
-        durations[unit.kind].append(seconds)
-        log_timing(study_dir, unit, seconds, load_before, dist)
-    say(dist, f"all {len(units)} units finished")
+    while (unit := queue.next()) is not None:
+        try:
+            left = [u for u in mine if not u.finished]
+            say(dist, f"{label}[{mine.index(unit) + 1}/{len(mine)}] {unit.kind} {unit.encoder} seed {unit.seed}: "
+                      f"{'resuming' if unit.started else 'starting'} | done {len(mine) - len(left)}, "
+                      f"left {len(left)}, ETA {_eta(left, durations)}")
+            start, load_before = time.perf_counter(), os.getloadavg()[0]
+            if isinstance(unit, PretrainPlan):
+                run_pretrain(study, unit, dist)
+            else:
+                run_cell(study, unit, dist)
+            seconds = time.perf_counter() - start
+            durations[unit.kind].append(seconds)
+            log_timing(study_dir, unit, seconds, load_before, dist, shard)
+        finally:
+            queue.release()
+    left = [u for u in mine if not u.finished]
+    say(dist, f"{label}all {len(mine)} units finished" if not left else
+        f"{label}{len(mine) - len(left)} of {len(mine)} units finished; {len(left)} left to a later run")
     return units
+
+
+class UnitQueue:
+    """Hands out this process's units one at a time, each claimed (on rank 0) for its run.
+
+    Rank 0 walks the units in plan order and claims the first unfinished one no live process
+    holds; the other ranks of a torchrun group follow its choice. Units another process holds,
+    and cells whose pretraining is not exported yet, are passed over; when nothing else is left
+    the queue waits for them, looking every ``poll_s`` seconds: each either finishes, or its
+    holder dies and its claim goes stale (at once on this host, after the heartbeat timeout on
+    another) and this process takes it over. After ``wait_s`` seconds without progress it leaves
+    them to a later run.
+    """
+
+    def __init__(self, units: list, dist: DistInfo, wait_s: float, poll_s: float, label: str = ""):
+        self.units, self.dist, self.wait_s, self.poll_s, self.label = units, dist, wait_s, poll_s, label
+        self.claim = ExitStack()
+        self.said_held: set[int] = set()  # units reported as held elsewhere (said once)
+        self.given_up: set[int] = set()
+        self.waiting_since: float | None = None
+
+    def next(self) -> PretrainPlan | CellPlan | None:
+        while True:
+            choice = _from_main(self._choose() if self.dist.is_main else RUN, self.dist)
+            if choice == WAIT:
+                time.sleep(self.poll_s)
+                continue
+            return None if choice == DONE else self.units[choice]
+
+    def release(self) -> None:
+        self.claim.close()
+
+    def _choose(self) -> int:
+        """Rank 0: the index of a unit now claimed for this process, WAIT or DONE."""
+        pending = []  # (index, why it cannot run now)
+        for index, unit in enumerate(self.units):
+            if index in self.given_up or unit.finished:
+                continue
+            if isinstance(unit, CellPlan) and unit.pretrain is not None and not unit.pretrain.finished:
+                pending.append((index, "needs its pretraining"))  # its encoder is not exported yet
+            elif self._claim(index, unit):
+                self.waiting_since = None
+                return index
+            else:
+                pending.append((index, "run by another process"))
+        if not pending:
+            return DONE
+        names = ", ".join(f"{self.units[i].kind} {self.units[i].encoder} seed {self.units[i].seed} ({why})"
+                          for i, why in pending)
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+            say(self.dist, f"{self.label}waiting for {names}; looking every {self.poll_s:g} s for up to "
+                           f"{self.wait_s / 60:g} min")
+        elif time.monotonic() - self.waiting_since > self.wait_s:
+            say(self.dist, f"{self.label}gave up waiting after {self.wait_s / 60:g} min for {names}: left to a later run")
+            self.given_up.update(i for i, _ in pending)
+            return DONE
+        return WAIT
+
+    def _claim(self, index: int, unit) -> bool:
+        """Claim ``unit``'s run folder for this process; False if a live process holds it or it
+        finished meanwhile. The claim is held until ``release``."""
+        stack = ExitStack()
+        try:
+            stack.enter_context(claim_run_folder(unit.run_dir))
+        except FolderClaimedError as error:
+            if index not in self.said_held:
+                self.said_held.add(index)
+                say(self.dist, f"{self.label}{unit.kind} {unit.encoder} seed {unit.seed}: held elsewhere ({error})")
+            return False
+        if unit.finished:  # finished by another process between the check and the claim
+            stack.close()
+            return False
+        self.claim = stack
+        return True
+
+
+def _from_main(value: int, dist: DistInfo) -> int:
+    """Rank 0's ``value`` on every rank of a torchrun group (the value itself without one)."""
+    if not torch.distributed.is_initialized():
+        return value
+    tensor = torch.tensor([value if dist.is_main else 0], dtype=torch.int64, device=dist.device)
+    torch.distributed.broadcast(tensor, src=0)
+    return int(tensor.item())
+
+
+def study_complete(study: StudyConfig, study_dir: Path) -> bool:
+    """Whether every unit of the whole plan (all shards) has finished."""
+    return all(unit.finished for unit in plan_units(study, study_dir))
 
 
 def _eta(left: list, durations: dict[str, list[float]]) -> str:
