@@ -154,7 +154,7 @@ class _LinearGenerate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_child):
         (tile_out, tile_in), (rows, cols, kh, kw) = ctx.tiles, grad_child.shape
-        grad6 = grad_child.view(tile_out, rows // tile_out, tile_in, cols // tile_in, kh, kw)
+        grad6 = grad_child.contiguous().view(tile_out, rows // tile_out, tile_in, cols // tile_in, kh, kw)
         return sum_tiles(grad6.to(ctx.parent_dtype)), None, None, None
 
 
@@ -214,7 +214,7 @@ class _SwishGenerate(torch.autograd.Function):
     @staticmethod
     def forward(parent, b1, b2, dtype: torch.dtype):
         (tile_out, tile_in), (n, m, kh, kw) = b1.shape, parent.shape
-        x = parent.to(dtype).view(1, n, 1, m, kh, kw)
+        x = parent.to(dtype).contiguous().view(1, n, 1, m, kh, kw)  # a channels_last parent would make it strided
         child = torch.mul(x, b2.to(dtype).neg().view(tile_out, 1, tile_in, 1, 1, 1)).sigmoid_()
         child.mul_(x).mul_(b1.to(dtype).view(tile_out, 1, tile_in, 1, 1, 1))
         return child.view(tile_out * n, tile_in * m, kh, kw)
@@ -228,9 +228,9 @@ class _SwishGenerate(torch.autograd.Function):
     def backward(ctx, grad_child):
         parent, b1, b2 = kept_inputs(ctx)
         (tile_out, tile_in), (n, m, kh, kw) = b1.shape, parent.shape
-        x = parent.view(1, n, 1, m, kh, kw)
+        x = parent.contiguous().view(1, n, 1, m, kh, kw)
         per_tile = (tile_out, 1, tile_in, 1, 1, 1)
-        grad = grad_child.view(tile_out, n, tile_in, m, kh, kw)
+        grad = grad_child.contiguous().view(tile_out, n, tile_in, m, kh, kw)  # channels_last arrives strided
         q = torch.mul(x, b2.neg().view(per_tile)).sigmoid_()  # s
         gs = grad * q  # g s (in the parent's dtype under autocast: type promotion)
         products = torch.mul(gs, x)  # g s x
@@ -330,7 +330,7 @@ class _FlipGenerate(torch.autograd.Function):
     def backward(ctx, grad_child):
         parent, scores = kept_inputs(ctx)
         (tile_out, tile_in), (n, m, kh, kw) = ctx.tiles, parent.shape
-        grad6 = grad_child.view(tile_out, n, tile_in, m, kh, kw)
+        grad6 = grad_child.contiguous().view(tile_out, n, tile_in, m, kh, kw)
         scores6 = scores.view(tile_out, n, tile_in, m, kh, kw)
         buffer = signs_of(scores6)  # first sign * g, then the scores' gradient
         grad_parent = sum_tiles(buffer.mul_(grad6)) if ctx.needs_input_grad[0] else None
