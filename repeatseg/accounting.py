@@ -6,11 +6,13 @@ Definitions (all counts are elements, all bytes are exact):
   f-RepeatNet layer trains a float score per child weight, so this is as large as the dense twin.
 - ``stored_floats``: floats a deployed model keeps: every parameter except those its layers store
   as bits (f-scores), plus the BN running statistics (parents, BN, adapters, swish scalars, bases,
-  decoder). A shared tensor (a shared parent, a filter basis) counts once.
+  decoder). A shared tensor (a shared parent, a filter basis) counts once. Non-persistent buffers
+  (what a layer regenerates, e.g. seeded signs) are not stored and not counted.
 - ``mask_bits``: bits a deployed model keeps (one per f-RepeatNet child weight, the sign of its
   score), as the layers declare them (``SharingLayer.bit_parameters``).
 - ``fp32_bytes``: a plain fp32 checkpoint of the training-time model: 4 x (trainable + BN statistics).
-- ``packed_bytes``: 4 x ``stored_floats`` + ``ceil(bits / 8)`` per bit-stored tensor.
+- ``packed_bytes``: 4 x ``stored_floats`` + ``ceil(bits / 8)`` per bit-stored tensor + the bytes
+  of integer buffers a layer keeps (a seeded transform's int64 seed, 8 bytes per layer).
 - ``macs``: multiply-accumulates of the convolutions and linear layers for one image of
   ``input_size`` x ``input_size``; BN, activations, pooling and interpolation are not counted.
 
@@ -109,30 +111,50 @@ def count_storage(model: nn.Module) -> dict[str, int]:
     bits = bit_parameters(model)  # id(parameter) -> bits per element
     params = list(model.parameters())  # unique: a shared tensor counts once
     trainable = sum(p.numel() for p in params if p.requires_grad)
-    statistics = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    buffers = persistent_buffers(model)
+    statistics = sum(b.numel() for b in buffers if b.is_floating_point())
+    integers = sum(b.numel() * b.element_size() for b in buffers if not b.is_floating_point())
     mask_layers = [p.numel() * bits[id(p)] for p in params if id(p) in bits]
     stored = sum(p.numel() for p in params if id(p) not in bits) + statistics
     return dict(
         trainable_params=trainable,
         stored_floats=stored,
         mask_bits=sum(mask_layers),
-        fp32_bytes=4 * (trainable + statistics),
-        packed_bytes=4 * stored + sum(math.ceil(count / 8) for count in mask_layers),
+        fp32_bytes=4 * (trainable + statistics) + integers,
+        packed_bytes=4 * stored + sum(math.ceil(count / 8) for count in mask_layers) + integers,
     )
 
 
-def _build(name: str, segmenter: bool, classes: int) -> nn.Module:
+def persistent_buffers(model: nn.Module) -> list[torch.Tensor]:
+    """The buffers a checkpoint stores: not the non-persistent ones (a seeded transform's signs,
+    regenerated from its seed) and not BN's ``num_batches_tracked`` (a training counter that
+    packed files drop). Each shared buffer once."""
+    seen, kept = set(), []
+    for module in model.modules():
+        for name, buffer in module._buffers.items():
+            if buffer is None or name in module._non_persistent_buffers_set or name == "num_batches_tracked":
+                continue
+            if id(buffer) not in seen:
+                seen.add(id(buffer))
+                kept.append(buffer)
+    return kept
+
+
+def _build(name: str, segmenter: bool, classes: int, decoder: tuple[int, ...] | None = None) -> nn.Module:
     from segmentation_models_pytorch.encoders import get_encoder
 
     from .segmenter import build_segmenter
 
     with torch.device("meta"):
-        return build_segmenter(name, classes=classes) if segmenter else get_encoder(register(name).smp_key)
+        if segmenter:
+            return build_segmenter(name, classes=classes, decoder_channels=decoder)
+        return get_encoder(register(name).smp_key)
 
 
 @functools.lru_cache(maxsize=None)
-def _measure(name: str, input_size: int, segmenter: bool, classes: int) -> dict[str, int]:
-    model = _build(name, segmenter, classes)
+def _measure(name: str, input_size: int, segmenter: bool, classes: int,
+             decoder: tuple[int, ...] | None = None) -> dict[str, int]:
+    model = _build(name, segmenter, classes, decoder)
     return dict(count_storage(model), macs=count_macs(model, input_size))
 
 
@@ -147,15 +169,18 @@ def bits_per_generated_weight(name: str) -> float:
     return count_storage(model)["mask_bits"] / conv_weights
 
 
-def describe(name: str, input_size: int = 512, segmenter: bool = False, classes: int = 21) -> ModelStats:
-    """Accounting of a registered encoder (or, with ``segmenter=True``, of its U-Net) and its
+def describe(name: str, input_size: int = 512, segmenter: bool = False, classes: int = 21,
+             decoder_channels: tuple[int, ...] | list[int] | None = None) -> ModelStats:
+    """Accounting of a registered encoder (or, with ``segmenter=True``, of its U-Net with
+    ``decoder_channels``, default smp's) and its
     ratio to the dense model it is compared with (``variant.reference``). The encoder is the smp
     encoder: backbone without classifier, plus skip adapters; the segmenter adds decoder and head.
     """
     variant = get_variant(name)
-    numbers = _measure(variant.smp_key, input_size, segmenter, classes)
+    decoder = tuple(decoder_channels) if segmenter and decoder_channels else None
+    numbers = _measure(variant.smp_key, input_size, segmenter, classes, decoder)
     twin = variant.reference
-    dense = numbers if twin == variant else _measure(twin.smp_key, input_size, segmenter, classes)
+    dense = numbers if twin == variant else _measure(twin.smp_key, input_size, segmenter, classes, decoder)
     ratios = {key: numbers[key] / dense[key] for key in STAT_KEYS if dense[key]}
     return ModelStats(
         name=variant.name, scope="segmenter" if segmenter else "encoder", input_size=input_size,

@@ -31,6 +31,7 @@ class ModelConfig:
     classes: int | None = None  # None: the dataset's class count (its class list); a set value must match it
     in_channels: int = 3
     options: dict = field(default_factory=dict)  # model options, e.g. {gradient: bireal} (--set model.options.gradient=bireal)
+    decoder_channels: list[int] | None = None  # the U-Net decoder's; None: smp's (256, 128, 64, 32, 16)
 
 
 @dataclass

@@ -68,7 +68,7 @@ def _checksum(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
     for key in sorted(tensors):
         value = tensors[key].contiguous()
         digest.update(json.dumps([key, str(value.dtype), list(value.shape)]).encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-d tensors too
     return digest.hexdigest()
 
 
@@ -146,10 +146,9 @@ def load_packed(path: str | Path) -> nn.Module:
     tensors, meta = read_packed(path)
     if "encoder" not in meta:
         raise ValueError(f"{path} does not name its encoder")
-    from .segmenter import stored_options
+    from .segmenter import segmenter_arguments
 
-    model = build_segmenter(meta["encoder"], classes=int(meta.get("classes", 21)),
-                            in_channels=int(meta.get("in_channels", 3)), options=stored_options(meta))
+    model = build_segmenter(meta["encoder"], **segmenter_arguments(meta))
     missing, unexpected = model.load_state_dict(unpack_state(tensors, meta), strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:

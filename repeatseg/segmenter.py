@@ -27,8 +27,10 @@ def build_segmenter(
     weights_dir: str | Path | None = None,
     strict: bool = True,
     options: dict | None = None,
+    decoder_channels: tuple[int, ...] | list[int] | None = None,
 ) -> smp.Unet:
-    """U-Net (encoder depth 5, decoder ``DECODER_CHANNELS``) on a repeatseg encoder (any name
+    """U-Net (encoder depth 5, decoder ``decoder_channels``, default ``DECODER_CHANNELS``, smp's own:
+    the digits study uses a smaller one for its base-width-4 encoders) on a repeatseg encoder (any name
     of a family's grammar; ``options`` are model options, e.g. ``{"gradient": "bireal"}``, added
     to any the name carries in brackets). A pretrained encoder brings the options it was trained
     with (its file's metadata); ``options`` override them.
@@ -46,7 +48,7 @@ def build_segmenter(
         encoder_name=variant.smp_key,
         encoder_depth=5,
         encoder_weights=None,
-        decoder_channels=DECODER_CHANNELS,
+        decoder_channels=tuple(decoder_channels or DECODER_CHANNELS),
         in_channels=3 if encoder_weights is not None else in_channels,
         classes=classes,
     )
@@ -82,6 +84,22 @@ def stored_options(metadata: dict) -> dict:
     return json.loads(metadata.get("options") or "{}")
 
 
+def segmenter_arguments(metadata: dict) -> dict:
+    """``build_segmenter``'s keyword arguments from a checkpoint's or packed file's metadata
+    (classes, in_channels, model options, decoder channels; older files lack some: defaults)."""
+    import json
+
+    return dict(classes=int(metadata.get("classes", 21)), in_channels=int(metadata.get("in_channels", 3)),
+                options=stored_options(metadata), decoder_channels=json.loads(metadata.get("decoder_channels") or "null"))
+
+
+def decoder_metadata(decoder_channels) -> str:
+    """The ``decoder_channels`` metadata value (JSON) of a segmenter built with them."""
+    import json
+
+    return json.dumps(list(decoder_channels or DECODER_CHANNELS))
+
+
 def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.Unet, dict]:
     """A trained segmenter from a ``train_seg.py`` run folder or checkpoint file, and its metadata
     (which names encoder, classes, in_channels and model options; ``encoder`` overrides or fills
@@ -93,7 +111,6 @@ def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.
     encoder = encoder or metadata.get("encoder")
     if not encoder:
         raise ValueError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
-    model = build_segmenter(encoder, classes=int(metadata.get("classes", 21)),
-                            in_channels=int(metadata.get("in_channels", 3)), options=stored_options(metadata))
+    model = build_segmenter(encoder, **segmenter_arguments(metadata))
     model.load_state_dict(tensors)
     return model, dict(metadata, encoder=encoder, checkpoint=str(path))

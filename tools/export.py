@@ -12,6 +12,7 @@ file loads with ``repeatseg.load_packed(path)``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace, model, metadata: dict) -> int:
     model.eval()
     variant = repeatseg.get_variant(metadata["encoder"])
-    keep = {k: metadata[k] for k in ("encoder", "classes", "in_channels") if k in metadata}
+    keep = {k: metadata[k] for k in ("encoder", "classes", "in_channels", "options", "decoder_channels") if k in metadata}
     output = Path(args.output)
     if args.fold:
         # A folded RepeatNet is its dense twin; other families fold into plain convs of their own layout.
@@ -59,7 +60,8 @@ def export(args: argparse.Namespace, model, metadata: dict) -> int:
         print(f"wrote {output}: plain convs; load into {how}" + (" after fusing BN" if args.fuse_bn else ""))
     elif args.pack:
         pack(model, output, keep)
-        stats = repeatseg.describe(variant.name, segmenter=True, classes=int(keep.get("classes", 21)))
+        stats = repeatseg.describe(variant.name, segmenter=True, classes=int(keep.get("classes", 21)),
+                                   decoder_channels=json.loads(keep.get("decoder_channels") or "null"))
         size = output.stat().st_size
         print(f"wrote {output}: {size / 2**20:.2f} MiB (closed-form minimum {stats.packed_bytes / 2**20:.2f} MiB, "
               f"+{100 * (size / stats.packed_bytes - 1):.2f}%)")

@@ -17,7 +17,7 @@ from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, sav
 from ..data.digits import ensure_digits
 from ..data.synthetic import make_synthetic_voc
 from ..metrics import SegmentationMetrics
-from ..segmenter import build_segmenter
+from ..segmenter import build_segmenter, decoder_metadata
 from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import autocast_dtype, build_trainer, seed_everything, start_run, uses_channels_last
 
@@ -185,6 +185,7 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     start_run(run_dir, resume)
     # On resume the checkpoint supplies every weight: the pretrained file is not needed again.
     model = build_segmenter(cfg.model.encoder, classes=cfg.model.classes, in_channels=cfg.model.in_channels,
+                            decoder_channels=cfg.model.decoder_channels,
                             encoder_weights=None if resume else cfg.model.encoder_weights,
                             weights_dir=cfg.model.weights_dir, options=cfg.model.options)
     report = model.encoder_weights_report
@@ -210,7 +211,8 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
         primary_metric="miou", resume=resume, default_length=DEFAULT_LENGTH,
         metadata={"encoder": cfg.model.encoder, "classes": cfg.model.classes, "in_channels": cfg.model.in_channels,
-                  "task": "segmentation", "options": model.encoder_variant.option_dict},
+                  "task": "segmentation", "options": model.encoder_variant.option_dict,
+                  "decoder_channels": decoder_metadata(cfg.model.decoder_channels)},
     )
     final = trainer.fit()
     trainer.write_summary(final, encoder=cfg.model.encoder, split=cfg.data.val_split)

@@ -2,6 +2,7 @@
 transforms, the straight-through sign, and the protocol through which layers describe themselves."""
 
 from .basis import FilterBasis, SharedBasisConv, group_bases
+from .coarse_flip import CoarseFlipRepeat
 from .protocol import (
     SharingLayer,
     bit_parameter_names,
@@ -14,6 +15,7 @@ from .protocol import (
     regularized_layers,
 )
 from .repeat_conv import RepeatConv2d
+from .seeded import RandomSignRepeat
 from .sign import GRADIENT_RULES, hard_sign, sign_ste, surrogate_grad
 from .transforms import (
     TRANSFORMS,
@@ -26,7 +28,8 @@ from .transforms import (
 )
 
 __all__ = [
-    "RepeatConv2d", "ChildTransform", "LinearRepeat", "SwishRepeat", "FlipRepeat", "make_transform",
+    "RepeatConv2d", "ChildTransform", "LinearRepeat", "SwishRepeat", "FlipRepeat", "RandomSignRepeat",
+    "CoarseFlipRepeat", "make_transform",
     "register_transform", "TRANSFORMS", "GRADIENT_RULES", "hard_sign", "sign_ste", "surrogate_grad",
     "FilterBasis", "SharedBasisConv", "group_bases", "SharingLayer", "parameter_kinds", "bit_parameters",
     "bit_parameter_names", "fold_layers", "generating_layers",

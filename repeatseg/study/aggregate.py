@@ -167,9 +167,10 @@ class Row:
 
 
 def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: int,
-              top1: dict[str, list[float]] | None = None) -> list[Row]:
+              top1: dict[str, list[float]] | None = None, decoder_channels: list[int] | None = None) -> list[Row]:
     """One Row per configured encoder, in the configured order (n = 0 for an encoder with no finished
-    cell). ``top1``: encoder -> final top-1 of each of its pretrained classifiers."""
+    cell). ``top1``: encoder -> final top-1 of each of its pretrained classifiers. Sizes and MACs are
+    of the U-Net with the recipe's ``decoder_channels``."""
     from ..accounting import bits_per_generated_weight, describe
 
     top1 = top1 or {}
@@ -188,7 +189,7 @@ def summarise(cells: list[Cell], encoders: list[str], input_size: int, classes: 
             values = [c.per_class_iou.get(cls) for c in group if c.per_class_iou.get(cls) is not None]
             per_class[cls] = statistics.fmean(values) if values else None
         speeds = [c.train_images_per_s for c in group if c.train_images_per_s]
-        stats = describe(name, input_size=input_size, segmenter=True, classes=classes)
+        stats = describe(name, input_size=input_size, segmenter=True, classes=classes, decoder_channels=decoder_channels)
         variant = get_variant(name)
         reference = variant.reference.name
         kept, kept_se = ((1.0, 0.0) if reference == name else  # a dense model keeps all of itself, exactly

@@ -240,7 +240,8 @@ def cell_cost(cfg: SegConfig, images_per_epoch: int | None = None, look_on_disk:
     sizes = seg_split_sizes(cfg, images_per_epoch, look_on_disk)
     batch = cfg.train.batch_size
     steps, epochs = schedule_length(cfg.schedule, sizes.train, batch, SEG_DEFAULT_LENGTH)
-    macs = describe(cfg.model.encoder, cfg.data.crop_size, segmenter=True, classes=seg_classes(cfg, look_on_disk)).macs
+    macs = describe(cfg.model.encoder, cfg.data.crop_size, segmenter=True, classes=seg_classes(cfg, look_on_disk),
+                    decoder_channels=cfg.model.decoder_channels).macs
     return UnitCost("cell", cfg.model.encoder, cfg.train.seed, cfg.data.crop_size, batch, steps,
                     None if steps is None else steps * batch,
                     _eval_images(epochs, cfg.train.eval_every, sizes.val, 2 if cfg.train.eval_flip else 1),

@@ -36,7 +36,8 @@ CSV_COLUMNS = ["encoder", "family", "reference", "n", "miou_mean", "miou_std", "
                "rel_contribution", "rel_contribution_std", "kept_per_byte", "kept_per_byte_se", "trainable_params",
                "packed_bytes", "stored_bits_per_weight", "macs", "train_images_per_s", "paper_miou", "paper_pixel_acc",
                "top1_n", "top1_mean", "top1_std", "top1_rel_contribution", "top1_rel_contribution_std", "paper_top1"]
-FIGURES = ("miou_vs_storage.png", "per_class_iou.png", "qualitative.png", "training_curves.png")
+FIGURES = ("miou_vs_storage.png", "contribution_vs_bits.png", "per_class_iou.png", "qualitative.png",
+           "training_curves.png")
 MARKERS = ("o", "^", "s", "v", "D", "P", "X", "*", "<", ">")  # one per non-dense group, in order of appearance
 
 
@@ -94,6 +95,34 @@ def plot_miou_vs_storage(rows: list[Row], path: Path) -> None:
     axes[0].set_title("mIoU against storage")
     axes[1].set_title("mIoU against compute")
     axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_contribution_vs_bits(rows: list[Row], path: Path) -> None:
+    """What the bits buy: relative contribution (± its SE) of every width-family encoder against the
+    mask bits it stores per generated weight (0 for seeded or float-only transforms, 1 for f),
+    one colour per transform and one marker per width, x on a symmetric log axis (0 included)."""
+    points = [r for r in rows if r.n and r.family == "repeat" and r.rel_contribution is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    widths = sorted({get_variant(r.encoder).width for r in points})
+    for label, colour in zip(dict.fromkeys(r.label for r in points), matplotlib.colormaps["tab10"].colors):
+        for width, marker in zip(widths, MARKERS):
+            group = [r for r in points if r.label == label and get_variant(r.encoder).width == width]
+            if group:
+                ax.errorbar([r.stored_bits_per_weight for r in group], [100 * r.rel_contribution for r in group],
+                            yerr=[100 * (r.rel_contribution_std or 0) for r in group], fmt=marker, color=colour,
+                            capsize=3, label=f"{label} {width}x")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axhline(100, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("stored mask bits per generated weight (symmetric log; 0 = none)")
+    ax.set_ylabel("relative contribution, % (± SE)")
+    ax.set_title("What the stored bits buy")
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -314,6 +343,8 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
     captions = {
         "miou_vs_storage.png": "mIoU against stored megabytes and against MACs: dense lines, every other family's "
                                "points (error bars: std over seeds).",
+        "contribution_vs_bits.png": "Relative contribution (± SE) of every RepeatNet transform against the mask "
+                                    "bits it stores per generated weight.",
         "per_class_iou.png": "Per-class IoU of every encoder (mean over seeds).",
         "qualitative.png": "Image, ground truth and each encoder's prediction (lowest seed) on fixed val images.",
         "training_curves.png": "Training loss and validation mIoU of every run.",
@@ -340,7 +371,8 @@ def write_report(study: StudyConfig, study_dir: Path) -> list[Row]:
             top1.setdefault(unit.encoder, []).append(value)
     seg = load_config(SegConfig, [Path(cells[0].run_dir) / "config.yaml"]) if cells else \
         load_config(SegConfig, [study.seg_config], sets=study.seg_sets)
-    rows = summarise(cells, study.encoders, seg.data.crop_size, seg.model.classes or 21, top1)
+    rows = summarise(cells, study.encoders, seg.data.crop_size, seg.model.classes or 21, top1,
+                     seg.model.decoder_channels)
     per_seed = {"mIoU": {name: [c.miou for c in cells if c.encoder == name] for name in study.encoders},
                 "top-1": top1}
     write_tables(rows, study_dir, {"seeds": study.seeds, "seg_config": study.seg_config,
@@ -349,8 +381,9 @@ def write_report(study: StudyConfig, study_dir: Path) -> list[Row]:
     figures = study_dir / "figures"
     figures.mkdir(exist_ok=True)
     plot_miou_vs_storage(rows, figures / FIGURES[0])
-    plot_per_class(rows, figures / FIGURES[1])
-    plot_qualitative(rows, study, figures / FIGURES[2])
-    plot_training_curves(rows, figures / FIGURES[3])
+    plot_contribution_vs_bits(rows, figures / FIGURES[1])
+    plot_per_class(rows, figures / FIGURES[2])
+    plot_qualitative(rows, study, figures / FIGURES[3])
+    plot_training_curves(rows, figures / FIGURES[4])
     atomic_write_text(study_dir / "report.md", markdown(rows, study, seg, seg.data.crop_size, study_dir, per_seed))
     return rows

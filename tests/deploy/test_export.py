@@ -144,3 +144,26 @@ def test_export_tool_folds_and_packs_a_run(tmp_path, capsys):
         [str(tmp_path / "run"), "--pack", "--output", str(tmp_path / "packed.safetensors")])) == 0
     assert torch.equal(load_packed(tmp_path / "packed.safetensors")(x), model(x))
     assert "closed-form minimum" in capsys.readouterr().out
+
+
+def test_a_smaller_decoder_is_recorded_and_rebuilt_by_every_loader(tmp_path):
+    from repeatseg.engine.checkpoint import save_weights
+    from repeatseg.segmenter import decoder_metadata
+
+    name, decoder = tiny("resnet18", 2, "flip").name, (16, 16, 8, 8, 8)
+    model = repeatseg.build_segmenter(name, classes=3, decoder_channels=decoder).eval()
+    assert model.decoder.blocks[0].conv1[0].out_channels == 16
+    save_weights(tmp_path / "run/checkpoints/best.safetensors", model.state_dict(),
+                 {"encoder": name, "classes": 3, "decoder_channels": decoder_metadata(decoder)})
+    loaded, _ = repeatseg.load_segmenter(tmp_path / "run")
+    export = _tool("export")
+    assert export.main(export.get_args_parser().parse_args(
+        [str(tmp_path / "run"), "--pack", "--output", str(tmp_path / "packed.safetensors")])) == 0
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), model(x))
+        assert torch.equal(load_packed(tmp_path / "packed.safetensors")(x), model(x))
+    small = repeatseg.describe(name, 32, segmenter=True, classes=3, decoder_channels=decoder)
+    floats = sum(p.numel() for n, p in model.named_parameters() if not n.endswith("scores"))
+    assert small.stored_floats == floats + sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    assert small.packed_bytes < repeatseg.describe(name, 32, segmenter=True, classes=3).packed_bytes

@@ -45,3 +45,21 @@ def test_compression_families_use_dense_one_and_half_width_and_keep_per_byte(tmp
     assert basis.stored_bits_per_weight == 0.0
     plot_miou_vs_storage(list(rows.values()), tmp_path / "figure.png")
     assert Image.open(tmp_path / "figure.png").size[0] > 800
+
+
+def test_transforms_are_placed_by_the_bits_they_store_per_generated_weight(tmp_path):
+    from repeatseg.study.report import plot_contribution_vs_bits
+
+    FAKE.update({"dense_r18_w2_b8": [0.55, 0.56, 0.57], "repeat_r18_f2_b8": [0.53, 0.54, 0.55],
+                 "repeat_r18_c2_b8": [0.52, 0.53, 0.54], "repeat_r18_r2_b8": [0.51, 0.52, 0.53]})
+    try:
+        rows = {r.encoder: r for r in summarise(fake_cells(tmp_path), list(FAKE), input_size=32, classes=11)}
+    finally:
+        for name in ("dense_r18_w2_b8", "repeat_r18_f2_b8", "repeat_r18_c2_b8", "repeat_r18_r2_b8"):
+            FAKE.pop(name)
+    flip, coarse, seeded = rows["repeat_r18_f2_b8"], rows["repeat_r18_c2_b8"], rows["repeat_r18_r2_b8"]
+    assert 0.9 < flip.stored_bits_per_weight <= 1.0  # every generated weight; the stem conv stores none
+    assert 0 < coarse.stored_bits_per_weight < flip.stored_bits_per_weight / 50 and seeded.stored_bits_per_weight == 0
+    assert coarse.rel_contribution == pytest.approx((0.53 - 0.52) / (0.56 - 0.52))
+    plot_contribution_vs_bits(list(rows.values()), tmp_path / "bits.png")
+    assert Image.open(tmp_path / "bits.png").size[0] > 600
