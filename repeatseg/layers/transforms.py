@@ -167,24 +167,31 @@ def _linear_generate(parent: torch.Tensor, tile_out: int, tile_in: int, dtype: t
 class SwishRepeat(ChildTransform):
     """s-RepeatNet: psi_ij(x) = b1_ij * x / (1 + exp(b2_ij * x)), elementwise, two scalars per tile.
 
-    Initialised at b1 = 2, b2 = 0 (option ``swish_init``), where psi(x) = x: training starts as
-    pure tiling, like the f-variant with the authors' score initialisation.
+    Option ``swish_init``: a pair (b1, b2) for every tile, by default (2, 0), where psi(x) = x:
+    training starts as pure tiling, like the f-variant with the authors' score initialisation; or
+    ``"xavier"``, the authors' code: b1 and b2 each drawn per tile by Xavier-uniform on a
+    (1, tile_out * tile_in) tensor, i.e. uniform in +-sqrt(6 / (1 + tiles)) (tiles then differ).
     """
 
     name, code = "swish", "s"
     OPTIONS: ClassVar[dict] = {"swish_init": (2.0, 0.0)}
 
     def __init__(self, tile_out: int, tile_in: int, parent_shape: tuple[int, ...] | None = None,
-                 swish_init: tuple[float, float] = (2.0, 0.0), init: tuple[float, float] | None = None):
+                 swish_init: tuple[float, float] | str = (2.0, 0.0), init: tuple[float, float] | None = None):
         super().__init__(tile_out, tile_in)
-        self.init = tuple(swish_init if init is None else init)  # ``init``: the older keyword
+        self.init = _swish_init(swish_init if init is None else init)  # ``init``: the older keyword
         self.b1 = nn.Parameter(torch.empty(tile_out, tile_in))
         self.b2 = nn.Parameter(torch.empty(tile_out, tile_in))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.constant_(self.b1, self.init[0])
-        nn.init.constant_(self.b2, self.init[1])
+        with torch.no_grad():
+            if self.init == "xavier":  # the authors' (1, tiles) tensors; the tile order does not matter (i.i.d.)
+                nn.init.xavier_uniform_(self.b1.view(1, -1))
+                nn.init.xavier_uniform_(self.b2.view(1, -1))
+            else:
+                self.b1.fill_(self.init[0])
+                self.b2.fill_(self.init[1])
 
     def parameter_kinds(self) -> dict[str, str]:
         return {"b1": "transform", "b2": "transform"}
@@ -239,6 +246,17 @@ class _SwishGenerate(torch.autograd.Function):
         grad_b2 = sum_taps(torch.mul(q, x, out=products)).mul_(b1.neg())
         grad_parent = sum_tiles(gs.mul_(b1.view(per_tile)).addcmul_(q, (b1 * b2).neg().view(per_tile)))
         return grad_parent, grad_b1, grad_b2, None
+
+
+def _swish_init(value) -> tuple[float, float] | str:
+    """``"xavier"`` or a (b1, b2) pair of numbers; anything else is refused naming both forms."""
+    if value == "xavier":
+        return value
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return (float(value[0]), float(value[1]))
+    raise ValueError(f"swish_init {value!r}: expected 'xavier' (the authors' init) or a pair [b1, b2] "
+                     "of numbers (default [2, 0]: pure tiling)")
 
 
 @torch.jit.ignore
