@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace, model, metadata: dict) -> int:
     model.eval()
     variant = repeatseg.get_variant(metadata["encoder"])
-    keep = {k: metadata[k] for k in ("encoder", "classes", "in_channels") if k in metadata}
+    keep = {k: metadata[k] for k in ("encoder", "classes", "in_channels", "options") if k in metadata}
     output = Path(args.output)
     if args.fold:
         # A folded RepeatNet is its dense twin; other families fold into plain convs of their own layout.

@@ -271,11 +271,15 @@ class FlipRepeat(ChildTransform):
     ``scores`` has the child's shape and layout, so the stored 1-bit mask of child weight
     ``[o, i, y, x]`` is ``scores[o, i, y, x] >= 0``. Scores start uniform in ``score_init``
     (the authors' [0, 1e-3): all signs +1, i.e. pure tiling, yet inside the gradient window).
-    A deployed model stores one bit per score, its sign.
+    A deployed model stores one bit per score, its sign; loading it restores each score to
+    +-``RESTORED_SCORE``.
     """
 
     name, code = "flip", "f"
     OPTIONS: ClassVar[dict] = {"gradient": "clamp", "score_init": (0.0, 1e-3)}
+    #: |score| a packed model's scores are restored to: the authors' init scale, well inside both
+    #: rules' gradient window (at +-1, Bi-Real's gradient is 0 and fine-tuning would freeze every sign).
+    RESTORED_SCORE: ClassVar[float] = 1e-3
 
     def __init__(
         self,
@@ -301,6 +305,9 @@ class FlipRepeat(ChildTransform):
 
     def bit_parameters(self) -> dict[str, int]:
         return {"scores": 1}
+
+    def from_bits(self, name: str, bits: torch.Tensor) -> torch.Tensor:
+        return torch.where(bits, self.RESTORED_SCORE, -self.RESTORED_SCORE)
 
     def signs(self) -> torch.Tensor:
         return sign_ste(self.scores, self.gradient)
