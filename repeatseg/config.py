@@ -181,6 +181,9 @@ class StudyConfig:
     weights_dir: str | None = None
     pretrain: PretrainStudyConfig = field(default_factory=PretrainStudyConfig)
     qualitative_ids: list[str] = field(default_factory=list)  # val ids for the figure; default: first 4
+    # Encoders pretrained with different recipes (repeatseg.recipe) stop the study before it runs;
+    # true runs it anyway, and the report says so in its first lines.
+    allow_mixed_recipes: bool = False
     output: str | None = None
 
 

@@ -7,12 +7,18 @@
 - ``pack(model, path)`` / ``load_packed(path)``: a safetensors file holding every float tensor
   once (a tensor shared by several layers is stored under its first name; the others are listed
   in the metadata as aliases) and, for the parameters layers store as bits (f-scores), one bit per
-  element (the sign, 8 per byte, ``np.packbits`` order over the flattened tensor) under
+  element (8 per byte, ``np.packbits`` order over the flattened tensor) under
   ``<name without .scores>.signbits``. Its size is the closed-form ``packed_bytes`` of
   ``repeatseg.describe`` plus the safetensors header. A sha256 over everything that decides the
   loaded values (every tensor's name, dtype, shape and bytes, and the metadata) is stored and
-  checked: a truncated or altered file, header included, is refused. Loading sets each score to +1 or -1, which
-  reproduces the outputs exactly.
+  checked: a truncated or altered file, header included, is refused.
+
+Bit convention (``SIGNBITS_MEANING``, also in every file's metadata under ``signbits``): bit 1 =
+score >= 0 = sign +1, i.e. the tile keeps the parent's sign. The paper's flip mask M (1 = flip) is
+the complement. Files keep this convention so that every packed file written so far still loads.
+Loading asks each layer for values with the stored signs (``SharingLayer.from_bits``): f-scores
+come back as +-1e-3, which reproduces the outputs exactly and leaves the scores inside the
+straight-through gradient window of both rules, so a loaded model can be fine-tuned.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .layers import bit_parameter_names, fold_layers
 
 PACK_FORMAT = "repeatseg-packed-v2"  # v1's checksum covered tensor bytes only
 SIGNBITS = ".signbits"
+SIGNBITS_MEANING = "1 = +1 (keep the parent's sign); the paper's flip mask M is the complement"
 
 
 # ----------------------------------------------------------------------------------------- fold
@@ -95,10 +102,12 @@ def packed_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
 
 def pack(model: nn.Module, path: str | Path, metadata: dict | None = None) -> dict:
     """Write ``model`` in packed form; ``metadata`` must let ``load_packed`` rebuild it (the
-    segmenter's ``encoder``, ``classes``, ``in_channels``). Returns the stored metadata."""
+    segmenter's ``encoder``, ``classes``, ``in_channels``, model ``options``; values that are not
+    strings are stored as JSON). Returns the stored metadata."""
     tensors, shapes, aliases = packed_tensors(model)
-    meta = {k: str(v) for k, v in (metadata or {}).items()}
-    meta.update(format=PACK_FORMAT, signbit_shapes=json.dumps(shapes), aliases=json.dumps(aliases))
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    meta.update(format=PACK_FORMAT, signbit_shapes=json.dumps(shapes), aliases=json.dumps(aliases),
+                signbits=SIGNBITS_MEANING)
     meta["sha256"] = _checksum(tensors, meta)
     atomic_write_bytes(path, save(tensors, metadata=meta))
     return meta
@@ -124,19 +133,28 @@ def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, meta
 
 
-def unpack_state(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, torch.Tensor]:
-    """The state_dict again, with each f-score set to +1 or -1 from its bit."""
-    state = {k: v for k, v in tensors.items() if not k.endswith(SIGNBITS)}
-    for key, shape in json.loads(meta["signbit_shapes"]).items():
-        count = int(np.prod(shape))
-        packed = tensors[key].numpy()
-        if packed.size != (count + 7) // 8:
-            raise ValueError(f"{key}: {packed.size} bytes of signs for {count} weights")
-        bits = np.unpackbits(packed, count=count).reshape(shape)
-        state[key[: -len(SIGNBITS)] + ".scores"] = torch.from_numpy(np.where(bits, 1.0, -1.0).astype(np.float32))
+def unpack_state(model: nn.Module, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, torch.Tensor]:
+    """``model``'s state_dict from a packed file: the float tensors as stored, and each bit
+    parameter as its layer restores it from the bits (``SharingLayer.from_bits``). Bits the model
+    has no parameter for stay under their stored key (``load_state_dict`` reports them)."""
+    shapes, state = json.loads(meta["signbit_shapes"]), dict(tensors)
+    layers = dict(model.named_modules())
+    for key in bit_parameter_names(model):
+        prefix, _, name = key.rpartition(".")
+        stored = prefix + SIGNBITS
+        if stored in shapes and stored in state:
+            state[key] = layers[prefix].from_bits(name, _unpack_bits(state.pop(stored), shapes[stored], stored))
     for alias, stored in json.loads(meta.get("aliases") or "{}").items():
         state[alias] = state[stored]
     return state
+
+
+def _unpack_bits(packed: torch.Tensor, shape: list[int], key: str) -> torch.Tensor:
+    """The bool tensor of ``shape`` stored in ``packed`` (True = bit 1 = sign +1)."""
+    count = int(np.prod(shape))
+    if packed.numel() != (count + 7) // 8:
+        raise ValueError(f"{key}: {packed.numel()} bytes of signs for {count} weights")
+    return torch.from_numpy(np.unpackbits(packed.numpy(), count=count).reshape(shape).astype(bool))
 
 
 def load_packed(path: str | Path) -> nn.Module:
@@ -149,7 +167,7 @@ def load_packed(path: str | Path) -> nn.Module:
     from .segmenter import segmenter_arguments
 
     model = build_segmenter(meta["encoder"], **segmenter_arguments(meta))
-    missing, unexpected = model.load_state_dict(unpack_state(tensors, meta), strict=False)
+    missing, unexpected = model.load_state_dict(unpack_state(model, tensors, meta), strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise ValueError(f"{path} does not match {meta['encoder']}: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -183,15 +183,22 @@ def load_encoder_weights(
 
 def export_encoder(source: str | Path, output: str | Path, which: str = "best") -> dict:
     """Write a classification run's encoder (head dropped) as safetensors with metadata naming the
-    smp encoder it fits, the variant (family, width, model options, ...), epochs and top-1;
-    returns the metadata.
+    smp encoder it fits, the variant (family, width, model options, ...), epochs, top-1 and the
+    pretraining recipe; returns the metadata.
 
     ``source`` is a ``train_cls.py`` run folder (its ``which`` checkpoint: best or last) or a
     checkpoint file inside one. ``build_segmenter`` refuses the file for any other encoder.
+
+    ``recipe`` is a short sha256 of the run folder's ``config.yaml`` (as train_cls wrote it) without
+    model.name, model.num_classes, train.seed, output, provenance, data.root, data.workers,
+    train.device, train.log_mode and train.log_every (``repeatseg.recipe.IGNORED`` says why);
+    ``recipe_config`` is that mapping as JSON. Without a config.yaml the recipe is "unrecorded".
     """
     import json
 
+    from .config import ClsConfig, load_config
     from .files import save_weights
+    from .recipe import UNRECORDED, recipe_of
     from .variants import get_variant
 
     source = Path(source)
@@ -206,10 +213,12 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     summary = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     top1 = summary.get("best_top1" if path.stem == "best" else "top1")
     options = json.loads(metadata.get("options") or "{}")
+    config = run_dir / "config.yaml"
+    recipe = recipe_of(load_config(ClsConfig, [config])).metadata() if config.is_file() else {"recipe": UNRECORDED}
     exported = {
         **variant.with_options(**options).metadata(),
         "epochs": metadata.get("epoch", ""), "top1": "" if top1 is None else f"{top1:.6f}",
-        "source": str(path), "source_sha256": sha256_of(path),
+        "source": str(path), "source_sha256": sha256_of(path), **recipe,
     }
     save_weights(output, {k: v for k, v in tensors.items() if not k.startswith(_DROPPED_BY_ENCODER)}, exported)
     return exported

@@ -38,10 +38,12 @@ def plain_conv(in_channels: int, out_channels: int, kernel_size: int, stride: in
 
 
 def repeat_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, tile_in: int = 1,
-                tile_out: int = 1, *, transform: str, transform_options: dict | None = None) -> RepeatConv2d:
-    """A bias-free 'same'-padded RepeatConv2d with ``tile_out x tile_in`` tiles of its parent."""
+                tile_out: int = 1, *, transform: str, transform_options: dict | None = None,
+                **conv_options) -> RepeatConv2d:
+    """A bias-free 'same'-padded RepeatConv2d with ``tile_out x tile_in`` tiles of its parent;
+    ``conv_options`` are the layer's own (``RepeatConv2d.OPTIONS``: ``parent_init``)."""
     return RepeatConv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, tile_in=tile_in,
-                        tile_out=tile_out, transform=transform, transform_options=transform_options)
+                        tile_out=tile_out, transform=transform, transform_options=transform_options, **conv_options)
 
 
 class BasicBlock(nn.Module):
@@ -68,9 +70,10 @@ class BasicBlock(nn.Module):
         return self.relu(x + shortcut)
 
 
-def transform_option_names() -> dict[str, Any]:
-    """Every option some registered transform reads, with its default."""
-    return {name: default for cls in TRANSFORMS.values() for name, default in cls.OPTIONS.items()}
+def repeat_option_defaults() -> dict[str, Any]:
+    """Every option RepeatConv2d or some registered transform reads, with its default."""
+    return {**RepeatConv2d.OPTIONS,
+            **{name: default for cls in TRANSFORMS.values() for name, default in cls.OPTIONS.items()}}
 
 
 class RepeatResNet(ResNetBackbone):
@@ -80,15 +83,15 @@ class RepeatResNet(ResNetBackbone):
         layers: blocks per stage, (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34.
         width: width factor of layer1..layer4 (the repetition factor of a RepeatNet model).
         transform: None for plain convs, else the RepeatNet child transform.
-        options: model options (``OPTIONS``: ``gradient``, ``score_init``, ``swish_init``, ...);
-            each transform reads its own. ``transform_options`` is the older name.
+        options: model options (``gradient``, ``score_init``, ``swish_init``, ``parent_init``, ...);
+            each transform reads its own, every RepeatConv2d ``parent_init``. ``transform_options`` is the older name.
         base_width: stem width of the 1x model (64 for ResNet; tests use tiny ones).
         **kwargs: ``ResNetBackbone``'s (num_classes, in_chans, drop_rate, output_stride, global_pool).
     """
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
-        return transform_option_names()  # read at call time: transforms may register later
+        return repeat_option_defaults()  # read at call time: transforms may register later
 
     def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), width: int = 1, transform: str | None = None,
                  options: dict | None = None, base_width: int = 64, transform_options: dict | None = None, **kwargs):
@@ -99,7 +102,8 @@ class RepeatResNet(ResNetBackbone):
             if transform not in TRANSFORMS:
                 raise ValueError(f"unknown RepeatNet transform {transform!r}; expected one of {tuple(TRANSFORMS)}")
             own = {k: v for k, v in options.items() if k in TRANSFORMS[transform].OPTIONS}
-            conv = functools.partial(repeat_conv, transform=transform, transform_options=own)
+            layer = {k: v for k, v in options.items() if k in RepeatConv2d.OPTIONS}
+            conv = functools.partial(repeat_conv, transform=transform, transform_options=own, **layer)
         stages, in_channels, tile_in = [], base_width, 1
         for index, blocks in enumerate(layers):
             channels = base_width * 2**index * width

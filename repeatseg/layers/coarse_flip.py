@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .sign import GRADIENT_RULES, sign_ste
-from .transforms import ChildTransform, keep_inputs, kept_inputs, register_transform, signs_of, sum_tiles
+from .transforms import ChildTransform, FlipRepeat, keep_inputs, kept_inputs, register_transform, signs_of, sum_tiles
 
 
 @register_transform
@@ -44,6 +44,9 @@ class CoarseFlipRepeat(ChildTransform):
 
     def bit_parameters(self) -> dict[str, int]:
         return {"scores": 1}
+
+    def from_bits(self, name: str, bits: torch.Tensor) -> torch.Tensor:
+        return torch.where(bits, FlipRepeat.RESTORED_SCORE, -FlipRepeat.RESTORED_SCORE)  # as f: inside the window
 
     def forward(self, parent: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         if torch.jit.is_scripting():

@@ -33,6 +33,12 @@ class SharingLayer:
         bits (f-RepeatNet scores: 1, their sign). Everything else is stored as a float."""
         return {}
 
+    def from_bits(self, name: str, bits: torch.Tensor) -> torch.Tensor:
+        """Values for bit parameter ``name`` from its stored bits (``bits``: bool, True where the
+        value was >= 0), for loading a packed model. Any values with these signs compute the same
+        function; a layer returns ones that training can continue from. Default: +1 / -1."""
+        return torch.where(bits, 1.0, -1.0)
+
     def folded(self) -> nn.Module | None:
         """A plain module computing the same function for inference (eval mode), or None if this
         layer has nothing to fold. Called on a copy of the model; may share tensors with ``self``."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -51,7 +52,14 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         transform_options: passed to the transform (``score_init``, ``gradient`` for flip;
             ``swish_init`` for swish).
         parent: an existing parent Parameter to share (depth repetition); a new one is made if None.
+        parent_init: how a new parent starts (``PARENT_INITS``): ``"he_child"`` (default) is He
+            normal with the *child's* fan-out, so the generated weight starts distributed like
+            torchvision's init of the dense wide conv it stands in for; ``"xavier"`` is the
+            authors' Xavier-uniform on the parent tensor itself (transmuteAI/RepeatNet).
     """
+
+    #: Model options this layer reads, with defaults (``RepeatResNet.option_defaults`` gathers them).
+    OPTIONS: ClassVar[dict] = {"parent_init": "he_child"}
 
     # TorchScript must not compile the generating property as a module attribute.
     __jit_unused_properties__ = ["weight"]
@@ -78,9 +86,12 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         transform: str = "flip",
         transform_options: dict | None = None,
         parent: nn.Parameter | None = None,
+        parent_init: str = "he_child",
         device=None,
         dtype=None,
     ):
+        if parent_init not in PARENT_INITS:
+            raise ValueError(f"unknown parent_init {parent_init!r}; expected one of {PARENT_INITS}")
         if groups != 1:
             raise NotImplementedError("RepeatConv2d supports groups=1 only")
         if in_channels % tile_in or out_channels % tile_out:
@@ -94,11 +105,12 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
             bias=False, padding_mode=padding_mode, device="meta",
         )
         del self.weight
+        self.parent_init = parent_init
         factory = {"device": device, "dtype": dtype}
         parent_shape = (out_channels // tile_out, in_channels // tile_in, *self.kernel_size)
         if parent is None:
             parent = nn.Parameter(torch.empty(parent_shape, **factory))
-            self._init_parent(parent, fan_out=out_channels * math.prod(self.kernel_size))
+            self._init_parent(parent)
         elif tuple(parent.shape) != parent_shape:
             raise ValueError(f"shared parent has shape {tuple(parent.shape)}, this layer needs {parent_shape}")
         self.parent = parent
@@ -108,12 +120,12 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         self.bias = nn.Parameter(torch.zeros(out_channels, **factory)) if bias else None
         self._generated = GeneratedWeight()
 
-    @staticmethod
-    def _init_parent(parent: torch.Tensor, fan_out: int) -> None:
-        # He init with the *child's* fan-out, so the generated weight starts distributed like
-        # torchvision's init of the dense wide conv it stands in for.
+    def _init_parent(self, parent: torch.Tensor) -> None:
         with torch.no_grad():
-            parent.normal_(0.0, math.sqrt(2.0 / fan_out))
+            if self.parent_init == "xavier":
+                nn.init.xavier_uniform_(parent)
+            else:
+                parent.normal_(0.0, math.sqrt(2.0 / (self.out_channels * math.prod(self.kernel_size))))
 
     @classmethod
     def sharing(cls, source: "RepeatConv2d", transform: str, **kwargs) -> "RepeatConv2d":
@@ -125,7 +137,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
             in_channels=source.in_channels, out_channels=source.out_channels,
             kernel_size=source.kernel_size, stride=source.stride, padding=source.padding,
             dilation=source.dilation, bias=source.bias is not None,
-            tile_in=source.transform.tile_in, tile_out=source.transform.tile_out,
+            tile_in=source.transform.tile_in, tile_out=source.transform.tile_out, parent_init=source.parent_init,
         )
         geometry.update(kwargs)
         return cls(transform=transform, parent=source.parent, **geometry)
@@ -183,7 +195,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         # nn.Conv2d.__init__ calls this before the parent exists.
         if "parent" not in self._parameters:
             return
-        self._init_parent(self.parent, fan_out=self.out_channels * math.prod(self.kernel_size))
+        self._init_parent(self.parent)
         self.transform.reset_parameters()
         if self.bias is not None:
             nn.init.zeros_(self.bias)
@@ -246,6 +258,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         return f"{super().extra_repr()}, parent={tuple(self.parent.shape)}"
 
 
+PARENT_INITS = ("he_child", "xavier")
 PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 _REGENERATE = object()  # what a conv saves instead of a weight it regenerates for backward
 

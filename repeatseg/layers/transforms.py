@@ -167,24 +167,31 @@ def _linear_generate(parent: torch.Tensor, tile_out: int, tile_in: int, dtype: t
 class SwishRepeat(ChildTransform):
     """s-RepeatNet: psi_ij(x) = b1_ij * x / (1 + exp(b2_ij * x)), elementwise, two scalars per tile.
 
-    Initialised at b1 = 2, b2 = 0 (option ``swish_init``), where psi(x) = x: training starts as
-    pure tiling, like the f-variant with the authors' score initialisation.
+    Option ``swish_init``: a pair (b1, b2) for every tile, by default (2, 0), where psi(x) = x:
+    training starts as pure tiling, like the f-variant with the authors' score initialisation; or
+    ``"xavier"``, the authors' code: b1 and b2 each drawn per tile by Xavier-uniform on a
+    (1, tile_out * tile_in) tensor, i.e. uniform in +-sqrt(6 / (1 + tiles)) (tiles then differ).
     """
 
     name, code = "swish", "s"
     OPTIONS: ClassVar[dict] = {"swish_init": (2.0, 0.0)}
 
     def __init__(self, tile_out: int, tile_in: int, parent_shape: tuple[int, ...] | None = None,
-                 swish_init: tuple[float, float] = (2.0, 0.0), init: tuple[float, float] | None = None):
+                 swish_init: tuple[float, float] | str = (2.0, 0.0), init: tuple[float, float] | None = None):
         super().__init__(tile_out, tile_in)
-        self.init = tuple(swish_init if init is None else init)  # ``init``: the older keyword
+        self.init = _swish_init(swish_init if init is None else init)  # ``init``: the older keyword
         self.b1 = nn.Parameter(torch.empty(tile_out, tile_in))
         self.b2 = nn.Parameter(torch.empty(tile_out, tile_in))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.constant_(self.b1, self.init[0])
-        nn.init.constant_(self.b2, self.init[1])
+        with torch.no_grad():
+            if self.init == "xavier":  # the authors' (1, tiles) tensors; the tile order does not matter (i.i.d.)
+                nn.init.xavier_uniform_(self.b1.view(1, -1))
+                nn.init.xavier_uniform_(self.b2.view(1, -1))
+            else:
+                self.b1.fill_(self.init[0])
+                self.b2.fill_(self.init[1])
 
     def parameter_kinds(self) -> dict[str, str]:
         return {"b1": "transform", "b2": "transform"}
@@ -241,6 +248,17 @@ class _SwishGenerate(torch.autograd.Function):
         return grad_parent, grad_b1, grad_b2, None
 
 
+def _swish_init(value) -> tuple[float, float] | str:
+    """``"xavier"`` or a (b1, b2) pair of numbers; anything else is refused naming both forms."""
+    if value == "xavier":
+        return value
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return (float(value[0]), float(value[1]))
+    raise ValueError(f"swish_init {value!r}: expected 'xavier' (the authors' init) or a pair [b1, b2] "
+                     "of numbers (default [2, 0]: pure tiling)")
+
+
 @torch.jit.ignore
 def _swish_generate(parent: torch.Tensor, b1: torch.Tensor, b2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return _SwishGenerate.apply(parent, b1, b2, dtype)
@@ -253,11 +271,15 @@ class FlipRepeat(ChildTransform):
     ``scores`` has the child's shape and layout, so the stored 1-bit mask of child weight
     ``[o, i, y, x]`` is ``scores[o, i, y, x] >= 0``. Scores start uniform in ``score_init``
     (the authors' [0, 1e-3): all signs +1, i.e. pure tiling, yet inside the gradient window).
-    A deployed model stores one bit per score, its sign.
+    A deployed model stores one bit per score, its sign; loading it restores each score to
+    +-``RESTORED_SCORE``.
     """
 
     name, code = "flip", "f"
     OPTIONS: ClassVar[dict] = {"gradient": "clamp", "score_init": (0.0, 1e-3)}
+    #: |score| a packed model's scores are restored to: the authors' init scale, well inside both
+    #: rules' gradient window (at +-1, Bi-Real's gradient is 0 and fine-tuning would freeze every sign).
+    RESTORED_SCORE: ClassVar[float] = 1e-3
 
     def __init__(
         self,
@@ -283,6 +305,9 @@ class FlipRepeat(ChildTransform):
 
     def bit_parameters(self) -> dict[str, int]:
         return {"scores": 1}
+
+    def from_bits(self, name: str, bits: torch.Tensor) -> torch.Tensor:
+        return torch.where(bits, self.RESTORED_SCORE, -self.RESTORED_SCORE)
 
     def signs(self) -> torch.Tensor:
         return sign_ste(self.scores, self.gradient)

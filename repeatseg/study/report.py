@@ -30,6 +30,7 @@ from .aggregate import (  # noqa: E402
                         read_top1,
                         summarise,
 )
+from .recipes import describe, encoder_recipes  # noqa: E402
 from .runner import plan_cells, plan_pretraining  # noqa: E402
 
 CSV_COLUMNS = ["encoder", "family", "reference", "n", "miou_mean", "miou_std", "pixel_acc_mean", "pixel_acc_std",
@@ -302,11 +303,28 @@ def timing_lines(study_dir: Path) -> list[str]:
             f"{sorted(loads)[len(loads) // 2]:.1f}). Per unit: `timing.jsonl`.", ""]
 
 
+def recipe_lines(study: StudyConfig, study_dir: Path | None) -> list[str]:
+    """The report's first lines when the encoders were pretrained with different recipes (which
+    encoders, which recipes); nothing when they share one."""
+    if study_dir is None:
+        return []
+    try:
+        recipes = encoder_recipes(study, study_dir)
+    except (FileNotFoundError, ValueError) as error:
+        return [f"**Pretraining recipes unknown**: the weights could not be read ({error}).", ""]
+    if len(recipes) <= 1:
+        return []
+    return ["**Mixed pretraining recipes** (`allow_mixed_recipes: true`): these encoders were not pretrained "
+            "alike, so the differences between them below mix the encoders' effect with the recipes'.", "",
+            *(f"- {line}" for line in describe(recipes)), ""]
+
+
 def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: int, study_dir: Path | None = None,
              per_seed: dict[str, dict[str, list[float]]] | None = None) -> str:
     lines = [
         "# Transfer study: parameter-sharing vs dense encoders under one U-Net",
         "",
+        *recipe_lines(study, study_dir),
         f"Segmentation recipe `{study.seg_config}` ({seg.data.dataset}, split {seg.data.split} -> {seg.data.val_split}, "
         f"crop {seg.data.crop_size}); seeds {study.seeds}; encoder weights: "
         + ("pretrained in this study (`pretrain/`)" if study.pretrain.enabled else

@@ -196,13 +196,19 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
               wait_s: float = WAIT_S, poll_s: float = POLL_S) -> list[PretrainPlan | CellPlan]:
     """Run every unfinished unit of ``shard``'s part of the plan (all of it by default), each
     under a claim on its run folder; returns the whole plan. Units other live processes hold are
-    waited for, not run twice (see ``UnitQueue``)."""
+    waited for, not run twice (see ``UnitQueue``). Encoders pretrained with different recipes stop
+    it first (``repeatseg.study.recipes``), unless ``study.allow_mixed_recipes``."""
+    from .recipes import check_recipes, describe  # it reads this module's plan
+
     shard = shard or Shard()
+    if study.pretrain.enabled and not study.pretrain.config:
+        raise ValueError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
+    recipes = check_recipes(study, study_dir)  # before anything is written: one pretraining recipe, or allowed
+    if len(recipes) > 1:
+        say(dist, "mixed pretraining recipes (allow_mixed_recipes: true):\n  " + "\n  ".join(describe(recipes)))
     study_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main:
         save_config(study, study_dir / "study.yaml")
-    if study.pretrain.enabled and not study.pretrain.config:
-        raise ValueError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
     units = plan_units(study, study_dir)
     mine = [unit for unit in units if shard.owns(unit)]
     label = f"shard {shard}: " if shard.count > 1 else ""

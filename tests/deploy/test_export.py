@@ -130,7 +130,7 @@ def test_export_tool_folds_and_packs_a_run(tmp_path, capsys):
     name = tiny("resnet18", 2, "flip").name
     model = trained_like(name)
     save_weights(tmp_path / "run/checkpoints/best.safetensors", model.state_dict(),
-                 {"encoder": name, "classes": 3, "in_channels": 3})
+                 {"encoder": name, "classes": 3, "in_channels": 3, "options": {"gradient": "bireal"}})
     export = _tool("export")
     assert export.main(export.get_args_parser().parse_args(
         [str(tmp_path / "run"), "--fold", "--output", str(tmp_path / "folded.safetensors")])) == 0
@@ -142,7 +142,9 @@ def test_export_tool_folds_and_packs_a_run(tmp_path, capsys):
     torch.testing.assert_close(dense(x), model(x))
     assert export.main(export.get_args_parser().parse_args(
         [str(tmp_path / "run"), "--pack", "--output", str(tmp_path / "packed.safetensors")])) == 0
-    assert torch.equal(load_packed(tmp_path / "packed.safetensors")(x), model(x))
+    packed = load_packed(tmp_path / "packed.safetensors")
+    assert torch.equal(packed(x), model(x))
+    assert packed.encoder.layer1[0].conv1.transform.gradient == "bireal"  # the run's options go with the file
     assert "closed-form minimum" in capsys.readouterr().out
 
 
@@ -167,3 +169,47 @@ def test_a_smaller_decoder_is_recorded_and_rebuilt_by_every_loader(tmp_path):
     floats = sum(p.numel() for n, p in model.named_parameters() if not n.endswith("scores"))
     assert small.stored_floats == floats + sum(b.numel() for b in model.buffers() if b.is_floating_point())
     assert small.packed_bytes < repeatseg.describe(name, 32, segmenter=True, classes=3).packed_bytes
+def flips(model):
+    return [m for m in model.modules() if isinstance(m, FlipRepeat)]
+
+
+def test_packed_bits_are_1_for_plus_one_and_say_so(tmp_path):
+    from repeatseg.export import read_packed
+
+    name = tiny("resnet18", 2, "flip").name
+    model = trained_like(name)
+    first = model.encoder.layer1[0].conv1
+    with torch.no_grad():
+        first.transform.scores.fill_(-0.5)  # every tile flips the parent's sign: the paper's M = 1 everywhere
+        first.transform.scores[0, 0, 0, 0] = 0.0  # a zero score is sign +1
+    meta = pack(model, tmp_path / "m.safetensors", {"encoder": name, "classes": 3})
+    tensors, stored = read_packed(tmp_path / "m.safetensors")
+    assert stored["signbits"] == meta["signbits"] and "flip mask M is the complement" in meta["signbits"]
+    bits = tensors["encoder.layer1.0.conv1.transform.signbits"]
+    assert bits[0].item() == 0b1000_0000 and bits[1:].eq(0).all()
+
+
+@pytest.mark.parametrize("rule", ["clamp", "bireal"])
+def test_a_loaded_packed_model_is_identical_and_can_be_fine_tuned(tmp_path, rule):
+    name = tiny("resnet18", 2, "flip").name
+    model = repeatseg.build_segmenter(name, classes=3, options={"gradient": rule})
+    for flip in flips(model):
+        torch.nn.init.uniform_(flip.scores, -2, 2)  # many scores outside the gradient window
+    model.eval()
+    pack(model, tmp_path / "m.safetensors", {"encoder": name, "classes": 3, "options": {"gradient": rule}})
+    loaded = load_packed(tmp_path / "m.safetensors")
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(loaded(x), model(x))
+    for original, restored in zip(flips(model), flips(loaded)):
+        assert restored.gradient == rule
+        assert torch.equal(restored.scores.abs(), torch.full_like(restored.scores, FlipRepeat.RESTORED_SCORE))
+        assert torch.equal(restored.scores >= 0, original.scores >= 0)
+    loaded.train()
+    before = [flip.scores.detach().clone() for flip in flips(loaded)]
+    optimizer = torch.optim.SGD([flip.scores for flip in flips(loaded)], lr=1.0)
+    loaded(x).square().mean().backward()
+    for flip in flips(loaded):
+        assert flip.scores.grad.count_nonzero() > 0.5 * flip.scores.numel()  # inside the window: a gradient
+    optimizer.step()
+    changed = sum(int((flip.scores != b).sum()) for flip, b in zip(flips(loaded), before))
+    assert changed > 0.5 * sum(b.numel() for b in before)

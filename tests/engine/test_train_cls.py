@@ -79,6 +79,29 @@ def test_export_then_build_segmenter_has_the_trained_encoder(trained, tmp_path):
     assert model.encoder_weights_report.metadata["encoder"] == "repeat_r18_f2_b8"
 
 
+def test_export_records_the_runs_recipe(trained, data_root, tmp_path):
+    import json
+
+    from repeatseg.recipe import recipe_of
+    from repeatseg.weights import read_metadata
+
+    run, _ = trained
+    out = tmp_path / "enc.safetensors"
+    export_encoder(run, out, which="last")
+    stored = read_metadata(out)
+    # the recipe of the config the run was given: the study computes it so, before the run
+    expected = recipe_of(config(data_root, run, "schedule.epochs=8"))
+    assert stored["recipe"] == expected.hash and json.loads(stored["recipe_config"]) == expected.config
+    other_seed = recipe_of(config(data_root, tmp_path / "elsewhere", "schedule.epochs=8", "train.seed=5"))
+    assert other_seed.hash == expected.hash
+    assert recipe_of(config(data_root, run, "schedule.epochs=8", "optim.lr=0.2")).hash != expected.hash
+    (run / "config.yaml").rename(run / "config.moved")  # a checkpoint without its run's config
+    try:
+        assert export_encoder(run, tmp_path / "bare.safetensors")["recipe"] == "unrecorded"
+    finally:
+        (run / "config.moved").rename(run / "config.yaml")
+
+
 def test_mismatched_export_is_refused(trained, tmp_path):
     run, _ = trained
     out = tmp_path / "f2.safetensors"

@@ -99,7 +99,10 @@ def test_a_new_transform_works_as_an_smp_and_timm_model_and_folds_and_packs(tran
     pack(model, path, {"encoder": variant.name, "classes": 3})
     assert path.stat().st_size - repeatseg.describe(variant.name, 32, segmenter=True, classes=3).packed_bytes < 60_000
     with torch.no_grad():
-        assert torch.allclose(load_packed(path)(x), expected, atol=1e-6)
+        loaded = load_packed(path)
+        assert torch.allclose(loaded(x), expected, atol=1e-6)
+    scores = [m.transform.scores for m in loaded.modules() if isinstance(m, RepeatConv2d) and transform == "coarse_flip"]
+    assert all(s.abs().max() <= 1e-3 for s in scores)  # restored inside the straight-through window
     import timm
 
     assert timm.create_model(variant.timm_name, num_classes=5)(x).shape == (2, 5)

@@ -64,3 +64,15 @@ def test_the_report_has_both_sides_with_uncertainties(digits_study):
     assert "| dense_r18_w2_b8 - dense_r18_w1_b8 | mIoU |" in report
     assert "| dense_r18_w2_b8 - dense_r18_w1_b8 | top-1 |" in report
     assert "pretraining and fine-tuning variance" in report and "## Wall time" in report
+
+
+def test_the_exported_encoders_record_the_recipe_the_study_computed_before_running(digits_study, tmp_path):
+    from repeatseg.config import StudyConfig, load_config
+    from repeatseg.study.recipes import encoder_recipes
+    from repeatseg.weights import read_metadata
+
+    study = load_config(StudyConfig, [digits_study / "study.yaml"])
+    before = encoder_recipes(study, tmp_path / "not_run_yet")  # from the pretraining config alone
+    assert list(before.values()) == [ENCODERS]
+    recorded = {read_metadata(path)["recipe"] for path in (digits_study / "weights").iterdir()}
+    assert recorded == set(before)  # digits.yaml leaves num_classes to the data: still the same recipe
