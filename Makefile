@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test demo study-demo study-digits encoders clean
+.PHONY: install test demo study-demo study-digits study-transforms encoders clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ study-demo: $(STAMP)
 # per seed on real digits, CPU, about an hour on 2 cores. Rerun to resume after a kill.
 study-digits: $(STAMP)
 	$(PY) tools/transfer_study.py --config configs/study/digits.yaml --output studies/digits
+
+# Our transforms against f and s with 5 seeds (configs/study/digits_transforms.yaml), reusing the
+# digits study's finished units (hard links; nothing is copied twice or overwritten).
+study-transforms: $(STAMP)
+	mkdir -p studies/digits_transforms
+	[ ! -d studies/digits/cells ] || cp -aln studies/digits/pretrain studies/digits/weights studies/digits/cells studies/digits_transforms/
+	$(PY) tools/transfer_study.py --config configs/study/digits_transforms.yaml --output studies/digits_transforms
 
 encoders: $(STAMP)
 	$(PY) tools/model_info.py --all --segmenter

@@ -107,6 +107,16 @@ def gap(wide: list[float], base: list[float]) -> tuple[float, float]:
     return statistics.fmean(wide) - statistics.fmean(base), math.hypot(*se)
 
 
+def paired_gap(wide: dict[int, float], base: dict[int, float]) -> tuple[float, float, int]:
+    """(mean of the per-seed differences wide - base over the seeds both have, its standard error,
+    the number of pairs). Within a seed every encoder sees the same data order and augmentation
+    draws (seeded by the seed alone), so pairing removes that shared part of the seed's variance."""
+    diffs = [wide[seed] - base[seed] for seed in sorted(set(wide) & set(base))]
+    if len(diffs) < 2:
+        return (diffs[0] if diffs else math.nan), math.nan, len(diffs)
+    return statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs)), len(diffs)
+
+
 def _contribution(name: str, values: dict[str, list[float]]) -> tuple[float | None, float | None]:
     """Relative contribution of an encoder on ``values`` (encoder -> per-seed numbers); None for a
     dense model or when its contrast models were not run."""

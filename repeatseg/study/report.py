@@ -25,6 +25,7 @@ from .aggregate import (  # noqa: E402
                         PAPER_TOP1,
                         Row,
                         gap,
+                        paired_gap,
                         paper_relative_contribution,
                         read_cell,
                         read_top1,
@@ -241,9 +242,10 @@ def variance_note(study: StudyConfig) -> str:
             "(decoder initialisation, data order, augmentation), not that of pretraining.")
 
 
-def effect_lines(rows: list[Row], per_seed: dict[str, dict[str, list[float]]]) -> list[str]:
-    """Width effect of the dense models: gap to dense 1x, its standard error and their ratio, for each
-    metric in ``per_seed`` (metric label -> encoder -> per-seed values, fractions)."""
+def effect_lines(rows: list[Row], per_seed: dict[str, dict[str, dict[int, float]]]) -> list[str]:
+    """Width effect of the dense models: gap to dense 1x, its standard error and their ratio, unpaired
+    and paired by seed, for each metric in ``per_seed`` (metric label -> encoder -> seed -> value,
+    fractions)."""
     names = {r.encoder for r in rows}
     lines = []
     for row in rows:
@@ -254,18 +256,30 @@ def effect_lines(rows: list[Row], per_seed: dict[str, dict[str, list[float]]]) -
         if base not in names:
             continue
         for label, values in per_seed.items():
-            wide, narrow = values.get(row.encoder, []), values.get(base, [])
+            wide, narrow = values.get(row.encoder, {}), values.get(base, {})
             if wide and narrow:
-                value, se = gap(wide, narrow)
-                ratio = "-" if math.isnan(se) or se == 0 else f"{value / se:.1f}"
-                lines.append(f"| {row.encoder} - {base} | {label} | {100 * value:+.2f} | "
-                             f"{'-' if math.isnan(se) else f'{100 * se:.2f}'} | {ratio} | {len(wide)}, {len(narrow)} |")
+                value, se = gap(list(wide.values()), list(narrow.values()))
+                paired, paired_se, pairs = paired_gap(wide, narrow)
+                lines.append(f"| {row.encoder} - {base} | {label} | {100 * value:+.2f} | {_se(se)} | {_ratio(value, se)} "
+                             f"| {len(wide)}, {len(narrow)} | {100 * paired:+.2f} | {_se(paired_se)} "
+                             f"| {_ratio(paired, paired_se)} | {pairs} |")
     if not lines:
         return []
     return ["## Width effect", "",
             "Difference of seed means in points, its standard error (from the two means' standard errors) and "
-            "their ratio; n = runs behind each mean.", "",
-            "| comparison | metric | gap | SE | gap / SE | n |", "|---|---|---|---|---|---|", *lines, ""]
+            "their ratio; n = runs behind each mean. Paired: the mean of the per-seed differences and its "
+            "standard error over the seeds both have (within a seed both runs see the same data order and "
+            "augmentations, so pairing removes that shared variance; initialisations still differ).", "",
+            "| comparison | metric | gap | SE | gap / SE | n | paired gap | paired SE | paired gap / SE | pairs |",
+            "|---|---|---|---|---|---|---|---|---|---|", *lines, ""]
+
+
+def _se(se: float) -> str:
+    return "-" if math.isnan(se) else f"{100 * se:.2f}"
+
+
+def _ratio(value: float, se: float) -> str:
+    return "-" if math.isnan(se) or se == 0 else f"{value / se:.1f}"
 
 
 def classification_lines(rows: list[Row]) -> list[str]:
@@ -320,7 +334,7 @@ def recipe_lines(study: StudyConfig, study_dir: Path | None) -> list[str]:
 
 
 def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: int, study_dir: Path | None = None,
-             per_seed: dict[str, dict[str, list[float]]] | None = None) -> str:
+             per_seed: dict[str, dict[str, dict[int, float]]] | None = None) -> str:
     lines = [
         "# Transfer study: parameter-sharing vs dense encoders under one U-Net",
         "",
@@ -384,15 +398,17 @@ def write_report(study: StudyConfig, study_dir: Path) -> list[Row]:
     cells = [cell for plan in plan_cells(study, study_dir)
              if (cell := read_cell(plan.run_dir, plan.encoder, plan.seed)) is not None]
     top1: dict[str, list[float]] = {}
+    top1_by_seed: dict[str, dict[int, float]] = {}
     for unit in plan_pretraining(study, study_dir):
         if (value := read_top1(unit.run_dir)) is not None:
             top1.setdefault(unit.encoder, []).append(value)
+            top1_by_seed.setdefault(unit.encoder, {})[unit.seed] = value
     seg = load_config(SegConfig, [Path(cells[0].run_dir) / "config.yaml"]) if cells else \
         load_config(SegConfig, [study.seg_config], sets=study.seg_sets)
     rows = summarise(cells, study.encoders, seg.data.crop_size, seg.model.classes or 21, top1,
                      seg.model.decoder_channels)
-    per_seed = {"mIoU": {name: [c.miou for c in cells if c.encoder == name] for name in study.encoders},
-                "top-1": top1}
+    per_seed = {"mIoU": {name: {c.seed: c.miou for c in cells if c.encoder == name} for name in study.encoders},
+                "top-1": top1_by_seed}
     write_tables(rows, study_dir, {"seeds": study.seeds, "seg_config": study.seg_config,
                                    "macs_input_size": seg.data.crop_size, "paper_table3": PAPER_TABLE3,
                                    "paper_top1": PAPER_TOP1, "variance": variance_note(study)})

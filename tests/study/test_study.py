@@ -201,3 +201,15 @@ def test_report_only_rebuilds_from_finished_cells(smoke_study):
         _valid_png(smoke_study / "figures" / name)
     after = sorted(p.stat().st_mtime for p in (smoke_study / "cells").rglob("last.safetensors"))
     assert before == after  # no cell trained again
+
+
+def test_paired_gap_removes_a_shared_seed_effect():
+    from repeatseg.study.aggregate import gap, paired_gap
+
+    seed_effect = {0: 0.0, 1: -0.10, 2: 0.08, 3: -0.04}
+    base = {s: 0.30 + e for s, e in seed_effect.items()}
+    wide = {s: 0.35 + e + (0.01 if s % 2 else -0.01) for s, e in seed_effect.items()}
+    unpaired, unpaired_se = gap(list(wide.values()), list(base.values()))
+    paired, paired_se, pairs = paired_gap(wide, {**base, 9: 0.5})  # seed 9 has no partner
+    assert pairs == 4 and paired == pytest.approx(unpaired) == pytest.approx(0.05)
+    assert paired_se == pytest.approx(0.01 * (4 / 3) ** 0.5 / 2) and paired_se < unpaired_se / 5  # sd / sqrt(n)
