@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.transforms  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -109,16 +110,23 @@ def plot_contribution_vs_bits(rows: list[Row], path: Path) -> None:
     points = [r for r in rows if r.n and r.family == "repeat" and r.rel_contribution is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     widths = sorted({get_variant(r.encoder).width for r in points})
-    for label, colour in zip(dict.fromkeys(r.label for r in points), matplotlib.colormaps["tab10"].colors):
-        for width, marker in zip(widths, MARKERS):
+    labels = list(dict.fromkeys(r.label for r in points))
+    for index, (label, colour) in enumerate(zip(labels, matplotlib.colormaps["tab10"].colors)):
+        for offset, (width, marker) in enumerate(zip(widths, MARKERS)):
             group = [r for r in points if r.label == label and get_variant(r.encoder).width == width]
-            if group:
+            if group:  # nudged sideways by a few points so that encoders at the same x stay apart
+                nudge = matplotlib.transforms.ScaledTranslation((index * len(widths) + offset) * 0.05 - 0.2, 0,
+                                                                fig.dpi_scale_trans)
                 ax.errorbar([r.stored_bits_per_weight for r in group], [100 * r.rel_contribution for r in group],
                             yerr=[100 * (r.rel_contribution_std or 0) for r in group], fmt=marker, color=colour,
-                            capsize=3, label=f"{label} {width}x")
+                            capsize=3, label=f"{label} {width}x", transform=ax.transData + nudge)
     ax.axhline(0, color="grey", lw=0.8)
     ax.axhline(100, color="grey", lw=0.8, ls="--")
     ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlim(-3e-4, 2.0)  # nudged artists do not update the data limits: set both axes
+    spans = [100 * (r.rel_contribution + sign * (r.rel_contribution_std or 0)) for r in points for sign in (-1, 1)]
+    low, high = min([0.0, *spans]), max([100.0, *spans])
+    ax.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     ax.set_xlabel("stored mask bits per generated weight (symmetric log; 0 = none)")
     ax.set_ylabel("relative contribution, % (± SE)")
     ax.set_title("What the stored bits buy")
