@@ -30,7 +30,7 @@ from torch import nn
 
 from ..layers.basis import FilterBasis, SharedBasisConv, group_bases
 from .base import ARCH_LAYERS, ResNetBackbone, Variant, create, register_variant
-from .resnet import BasicBlock, compression_contrast
+from .resnet import BasicBlock, CompressionContrast
 
 
 class SharedBasisBlock(nn.Module):
@@ -76,7 +76,7 @@ class BasisResNet(ResNetBackbone):
 
 
 @dataclass(frozen=True)
-class BasisVariant(Variant):
+class BasisVariant(CompressionContrast, Variant):
     """``basis_r{18,34}_s{S}u{U}`` (one basis per stage) and ``..._s{S}u{U}d`` (two)."""
 
     arch: str = "resnet34"
@@ -110,14 +110,6 @@ class BasisVariant(Variant):
     def model_args(self) -> dict:
         return dict(layers=ARCH_LAYERS[self.arch], shared_rank=self.shared_rank, unique_rank=self.unique_rank,
                     two_bases=self.two_bases, base_width=self.base_width, options=self.option_dict)
-
-    @property
-    def reference(self):
-        return self.contrast[0]
-
-    @property
-    def contrast(self):
-        return compression_contrast(self.arch, self.base_width)
 
 
 VARIANT = BasisVariant  # what the family table (repeatseg.variants.FAMILIES) reads

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .base import ARCH_LAYERS, ResNetBackbone, Variant, create, register_variant, resolve_options
-from .resnet import compression_contrast
+from .resnet import CompressionContrast
 
 
 def tied_conv(source: nn.Conv2d) -> nn.Conv2d:
@@ -113,7 +113,7 @@ class DACNN(ResNetBackbone):
 
 
 @dataclass(frozen=True)
-class DacnnVariant(Variant):
+class DacnnVariant(CompressionContrast, Variant):
     """``dacnn_r{18,34}_{plain,mix}`` and ``..._reg`` with regulators."""
 
     arch: str = "resnet18"
@@ -142,14 +142,6 @@ class DacnnVariant(Variant):
     def model_args(self) -> dict:
         return dict(layers=ARCH_LAYERS[self.arch], mode=self.mode, regulators=self.regulators,
                     base_width=self.base_width, options=self.option_dict)
-
-    @property
-    def reference(self):
-        return self.contrast[0]
-
-    @property
-    def contrast(self):
-        return compression_contrast(self.arch, self.base_width)
 
 
 VARIANT = DacnnVariant  # what the family table (repeatseg.variants.FAMILIES) reads

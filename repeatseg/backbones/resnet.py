@@ -194,6 +194,19 @@ def compression_contrast(arch: str, base_width: int) -> tuple[EncoderVariant, En
     return dense_at(arch, base_width), dense_at(arch, base_width // 2)
 
 
+class CompressionContrast:
+    """Mixin for the variants of a compression family (smaller than dense 1x): compared with dense 1x,
+    and placed between dense 1x at half and at full base width (``compression_contrast``)."""
+
+    @property
+    def reference(self):
+        return self.contrast[0]
+
+    @property
+    def contrast(self):
+        return compression_contrast(self.arch, self.base_width)
+
+
 VARIANT = EncoderVariant  # what the family table (repeatseg.variants.FAMILIES) reads
 
 

@@ -11,42 +11,23 @@ for a 3x3 conv with 64 parent input channels), and trains its latent scores exac
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import Optional
 
 import torch
-from torch import nn
 
-from .sign import GRADIENT_RULES, sign_ste
-from .transforms import ChildTransform, FlipRepeat, keep_inputs, kept_inputs, register_transform, signs_of, sum_tiles
+from .sign import sign_ste
+from .transforms import FlipRepeat, keep_inputs, kept_inputs, register_transform, signs_of, sum_tiles
 
 
 @register_transform
-class CoarseFlipRepeat(ChildTransform):
-    """psi_ij(P)[a] = S_ij[a] P[a]; ``scores`` has shape (tile_out, n, tile_in), sign = score >= 0."""
+class CoarseFlipRepeat(FlipRepeat):
+    """psi_ij(P)[a] = S_ij[a] P[a]; ``scores`` has shape (tile_out, n, tile_in), sign = score >= 0.
+    Options, initialisation, storage (one bit per score) and restoring from bits are f's."""
 
     name, code = "coarse_flip", "c"
-    OPTIONS: ClassVar[dict] = {"gradient": "clamp", "score_init": (0.0, 1e-3)}
 
-    def __init__(self, tile_out: int, tile_in: int, parent_shape: tuple[int, int, int, int],
-                 score_init: tuple[float, float] = (0.0, 1e-3), gradient: str = "clamp"):
-        super().__init__(tile_out, tile_in)
-        if gradient not in GRADIENT_RULES:
-            raise ValueError(f"unknown sign gradient rule {gradient!r}; expected one of {GRADIENT_RULES}")
-        self.score_init, self.gradient = tuple(score_init), gradient
-        self.scores = nn.Parameter(torch.empty(tile_out, parent_shape[0], tile_in))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.uniform_(self.scores, *self.score_init)
-
-    def parameter_kinds(self) -> dict[str, str]:
-        return {"scores": "scores"}
-
-    def bit_parameters(self) -> dict[str, int]:
-        return {"scores": 1}
-
-    def from_bits(self, name: str, bits: torch.Tensor) -> torch.Tensor:
-        return torch.where(bits, FlipRepeat.RESTORED_SCORE, -FlipRepeat.RESTORED_SCORE)  # as f: inside the window
+    def score_shape(self, parent_shape: tuple[int, int, int, int]) -> tuple[int, int, int]:
+        return (self.tile_out, parent_shape[0], self.tile_in)
 
     def forward(self, parent: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         if torch.jit.is_scripting():
@@ -58,9 +39,6 @@ class CoarseFlipRepeat(ChildTransform):
         n, m, kh, kw = parent.shape
         signs = sign_ste(self.scores, self.gradient).view(self.tile_out, n, self.tile_in, 1, 1, 1)
         return (signs * parent.view(1, n, 1, m, kh, kw)).reshape(self.tile_out * n, self.tile_in * m, kh, kw)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, gradient={self.gradient!r}"
 
 
 class _CoarseFlipGenerate(torch.autograd.Function):

@@ -294,8 +294,12 @@ class FlipRepeat(ChildTransform):
             raise ValueError(f"unknown sign gradient rule {gradient!r}; expected one of {GRADIENT_RULES}")
         self.score_init = tuple(score_init)
         self.gradient = gradient
-        self.scores = nn.Parameter(torch.empty(self.child_shape(parent_shape)))
+        self.scores = nn.Parameter(torch.empty(self.score_shape(parent_shape)))
         self.reset_parameters()
+
+    def score_shape(self, parent_shape: tuple[int, int, int, int]) -> tuple[int, ...]:
+        """One score per child weight (a coarser transform overrides this, and forward)."""
+        return self.child_shape(parent_shape)
 
     def reset_parameters(self) -> None:
         nn.init.uniform_(self.scores, *self.score_init)
