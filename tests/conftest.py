@@ -5,3 +5,17 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture()
+def cli(capsys):
+    """Run a tool's main() in this process: (exit code, stdout, stderr)."""
+    from tests.tool_loader import load_tool
+
+    def run(*args, tool="train_seg"):
+        module = load_tool(tool)
+        code = module.main(module.get_args_parser().parse_args([str(a) for a in args]))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,7 +1,6 @@
 """VOC-layout datasets with their own class lists, end to end: reader, training, evaluation, metrics;
 and classification taking its class count from the folders."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from repeatseg.data.voc import write_class_names
 from repeatseg.engine.cls import train_classification
 from repeatseg.engine.distributed import setup
 from repeatseg.engine.seg import train_segmentation
+from tests.tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("background", "ellipse", "rectangle", "triangle")
@@ -37,11 +37,7 @@ def seg_config(root, output, *sets):
     return load_config(SegConfig, sets=[*base, *sets])
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_tool = load_tool
 
 
 def test_training_and_evaluation_use_the_datasets_class_list(four_classes, tmp_path, capsys):

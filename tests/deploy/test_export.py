@@ -1,6 +1,5 @@
 """Folding, packed storage, ONNX, and the A/B benchmark script."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from tiny import tiny
 import repeatseg
 from repeatseg.export import fold, load_packed, pack
 from repeatseg.layers import FlipRepeat, RepeatConv2d, SwishRepeat
+from tests.tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,11 +104,7 @@ def test_onnx_round_trip(tmp_path):
     torch.testing.assert_close(torch.from_numpy(out), model(x).detach(), rtol=1e-4, atol=1e-4)
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_tool = load_tool
 
 
 def test_bench_writes_every_field(tmp_path, capsys):

@@ -6,7 +6,6 @@ key in the message, no traceback, and that files existing before the command are
 
 import errno
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from repeatseg.data.synthetic import make_synthetic_voc
 from repeatseg.engine import checkpoint as ckpt
 from repeatseg.engine.trainer import Trainer
 from repeatseg.files import FolderClaimedError, claim_run_folder
+from tests.tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 ENCODER = "repeat_r18_f2_b8"
@@ -51,24 +51,8 @@ def own_data(data_root, tmp_path):
     return root, root / "VOCdevkit" / "VOC2012"
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_tool = load_tool
 
-
-@pytest.fixture()
-def cli(capsys):
-    """Run a tool's main() in this process: (exit code, stdout, stderr)."""
-
-    def run(*args, tool="train_seg"):
-        module = _tool(tool)
-        code = module.main(module.get_args_parser().parse_args([str(a) for a in args]))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def refused(result, *named, code=2):

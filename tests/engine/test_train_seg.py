@@ -1,6 +1,5 @@
 """Segmentation training end to end on the synthetic VOC set: learning, resume, DDP, failures, eval."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ from repeatseg.engine import seg
 from repeatseg.engine.distributed import setup
 from repeatseg.engine.seg import train_segmentation
 from repeatseg.engine.trainer import NonFiniteLossError
+from tests.tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = (1, 7, 13)  # ellipse/stripes, diamond/checker, triangle/dots: distinct shape, texture, hue
@@ -102,24 +102,8 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]  # no temp file left behind
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_tool = load_tool
 
-
-@pytest.fixture()
-def cli(capsys):
-    """Run a tool's main() in this process: (returncode, stdout, stderr)."""
-
-    def run(*args, tool="train_seg"):
-        module = _tool(tool)
-        code = module.main(module.get_args_parser().parse_args([str(a) for a in args]))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 CLI_ARGS = ["--encoder", ENCODER, "--dataset", "voc", "--crop-size", "64", "--batch-size", "8", "--workers", "0",

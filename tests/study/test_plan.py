@@ -1,7 +1,6 @@
 """The study's bill (``--plan``): images, FLOPs and hours against hand computations, split sizes from
 the flag, the disk or known data sets, and the command line."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 from repeatseg import describe
 from repeatseg.config import ClsConfig, SegConfig, StudyConfig, load_config
 from repeatseg.study.plan import cell_cost, evaluations, make_shard, plan_costs, pretrain_cost, tflops_from_bench, totals
+from tests.tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,10 +104,7 @@ def test_bench_results_give_a_throughput(tmp_path):
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("transfer_study", ROOT / "tools" / "transfer_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("transfer_study")
 
 
 def run_tool(*argv: str) -> int:

@@ -1,7 +1,6 @@
 """A study's encoders share one pretraining recipe, or the study stops naming them (unless
 allow_mixed_recipes, when it runs and its report says so first)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from repeatseg.config import ClsConfig, StudyConfig, load_config
 from repeatseg.files import save_weights
 from repeatseg.recipe import RANDOM_INIT, UNRECORDED, recipe_of
 from repeatseg.study.recipes import MixedRecipesError, check_recipes, encoder_recipes
+from tests.tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DENSE, REPEAT = "dense_r18_w1_b8", "repeat_r18_f2_b8"
@@ -36,10 +36,7 @@ def study(weights: dict, *sets: str) -> StudyConfig:
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("transfer_study", ROOT / "tools" / "transfer_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("transfer_study")
 
 
 def run_tool(tmp_path, weights: dict, *sets: str) -> int:

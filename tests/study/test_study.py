@@ -1,6 +1,5 @@
 """The transfer study: aggregation against hand-computed numbers, skip/resume, report, end to end."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -12,6 +11,7 @@ from repeatseg.config import StudyConfig, load_config
 from repeatseg.study import aggregate, runner
 from repeatseg.study.aggregate import read_cell, relative_contribution, summarise
 from repeatseg.study.report import CSV_COLUMNS, FIGURES
+from tests.tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = {  # encoder -> mIoU per seed (pixel accuracy = mIoU + 0.3)
@@ -144,10 +144,7 @@ def test_pretraining_runs_per_encoder_and_seed_and_feeds_that_seeds_cell(tmp_pat
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("transfer_study", ROOT / "tools" / "transfer_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("transfer_study")
 
 
 @pytest.fixture(scope="module")
