@@ -32,7 +32,7 @@ from repeatseg.engine.trainer import NonFiniteLossError
 from repeatseg.files import FolderClaimedError, claim_run_folder
 from repeatseg.study import run_study, write_report
 from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
-from repeatseg.study.runner import WAIT_S, parse_shard, study_complete
+from repeatseg.study.runner import WAIT_S, PretrainPlan, parse_shard, plan_units, study_complete
 
 REPORT_CLAIM = ".report"  # <study>/.report/ is claimed while a process writes the report
 
@@ -112,9 +112,24 @@ def print_plan(args: argparse.Namespace, study: StudyConfig, study_dir: Path | N
     return 0
 
 
-def write_report_once(study: StudyConfig, study_dir: Path) -> None:
-    """Write the report under a claim, so two shards finishing together do not write it at once."""
+def report_is_current(study: StudyConfig, study_dir: Path) -> bool:
+    """Whether report.md was written after every unit of the grid had finished: a shard finishing
+    just after another, or a rerun of a finished study, then has nothing to write."""
+    report = study_dir / "report.md"
+    outputs = [unit.weights if isinstance(unit, PretrainPlan) else unit.run_dir / "metrics.json"
+               for unit in plan_units(study, study_dir)]
+    if not report.is_file() or not all(path.is_file() for path in outputs):
+        return False
+    return report.stat().st_mtime >= max(path.stat().st_mtime for path in outputs)
+
+
+def write_report_once(study: StudyConfig, study_dir: Path, force: bool = False) -> None:
+    """Write the report under a claim, so two shards finishing together do not write it at once,
+    unless it is up to date already (``force``: write it anyway)."""
     with claim_run_folder(study_dir / REPORT_CLAIM):
+        if not force and report_is_current(study, study_dir):
+            print(f"the grid is complete and {study_dir / 'report.md'} is up to date (--report-only rewrites it)")
+            return
         rows = write_report(study, study_dir)
     print(f"report: {study_dir / 'report.md'} ({sum(r.n for r in rows)} runs, {len(rows)} encoders)")
 
@@ -138,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
         if dist.is_main:
             if args.report_only or study_complete(study, study_dir):
                 try:
-                    write_report_once(study, study_dir)
+                    write_report_once(study, study_dir, force=args.report_only)
                 except FolderClaimedError as error:
                     if args.report_only:
                         raise

@@ -19,8 +19,8 @@ Several processes may share one study folder (``Shard``: n jobs, each running it
 plan; ``repeatseg.study.plan.make_shard`` assigns the units). Every unit runs under a claim on its
 run folder (``repeatseg.files.claim_run_folder``), so no unit runs twice: a process waits for its
 units that another live process holds (and for a cell's pretraining another process is running)
-until they finish, or until the holder's claim goes stale (its pid is dead on this host, or its
-heartbeat stops) and it takes the unit over and resumes it.
+until they finish, or until the holder dies (the kernel then drops its lock) and it takes the unit
+over and resumes it.
 """
 
 from __future__ import annotations
@@ -243,9 +243,9 @@ class UnitQueue:
     holds; the other ranks of a torchrun group follow its choice. Units another process holds,
     and cells whose pretraining is not exported yet, are passed over; when nothing else is left
     the queue waits for them, looking every ``poll_s`` seconds: each either finishes, or its
-    holder dies and its claim goes stale (at once on this host, after the heartbeat timeout on
-    another) and this process takes it over. After ``wait_s`` seconds without progress it leaves
-    them to a later run.
+    holder dies and its claim is free (at once where locks work; after the heartbeat window on
+    file systems whose locks are local to each host, see ``repeatseg.files``) and this process
+    takes it over. After ``wait_s`` seconds without progress it leaves them to a later run.
     """
 
     def __init__(self, units: list, dist: DistInfo, wait_s: float, poll_s: float, label: str = ""):

@@ -8,35 +8,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
-from repeatseg.data.digits import SceneStyle, load_mnist_5k, stratified_split, write_classification, write_scenes
+from tiny_study import ENCODERS, study_args
 
 ROOT = Path(__file__).resolve().parents[2]
-ENCODERS = ["dense_r18_w1_b4", "dense_r18_w2_b4"]
-
-
-@pytest.fixture(scope="module")
-def tiny_digits(tmp_path_factory):
-    """A digits folder in make_digits' layout with 2 + 1 digits per class and 8 + 4 scenes."""
-    root = tmp_path_factory.mktemp("digits")
-    images, labels = load_mnist_5k()
-    train, held_out = stratified_split(labels, seed=0)
-    write_classification(root / "cls", images, labels, {
-        "train": [r for d in range(10) for r in train[labels[train] == d][:2]],
-        "val": [r for d in range(10) for r in held_out[labels[held_out] == d][:1]]})
-    write_scenes(root / "seg", images, labels, {"train": (train, 8), "val": (held_out, 4)}, seed=0, style=SceneStyle())
-    return root
 
 
 def shard_command(study_dir: Path, data: Path, shard: str) -> list[str]:
-    return [sys.executable, "tools/transfer_study.py", "--config", "configs/study/digits.yaml",
-            "--output", str(study_dir), "--shard", shard, "--poll-seconds", "0.2",
-            "--set", f"encoders={ENCODERS}", "--set", "seeds=[0, 1]", "--set", "qualitative_ids=[val_00000]",
-            "--set", f"seg_sets=[data.root={data}, schedule.iters=2, schedule.warmup_iters=0, train.batch_size=4, "
-                     "data.workers=0, train.eval_batch_size=4, train.log_mode=quiet]",
-            "--set", f"pretrain.sets=[data.root={data}, schedule.epochs=1, schedule.warmup_iters=0, "
-                     "train.batch_size=10, data.workers=0, train.eval_batch_size=10, train.log_mode=quiet]"]
+    return [sys.executable, "tools/transfer_study.py", *study_args(study_dir, data), "--shard", shard]
 
 
 def test_two_shards_started_together_run_every_unit_once_and_write_the_report(tiny_digits, tmp_path):

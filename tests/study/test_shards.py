@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from repeatseg.config import StudyConfig, load_config
-from repeatseg.files import OWNER_FILE, claim_run_folder
+from repeatseg.files import FLOCK, HEARTBEAT, LOCK_ENV, OWNER_FILE, claim_run_folder
 from repeatseg.study import runner
 from repeatseg.study.plan import assign_pairs, make_shard
 from repeatseg.study.runner import Shard, parse_shard, plan_units, run_study, study_complete
@@ -71,7 +71,9 @@ def test_every_unit_belongs_to_exactly_one_shard_with_its_pretraining(tmp_path):
     assert Shard().owns(units[0]) and str(Shard()) == "0/1"
 
 
-def test_shards_and_a_whole_grid_process_started_together_run_every_unit_once(tmp_path):
+@pytest.mark.parametrize("lock", [FLOCK, HEARTBEAT])  # kernel locks, and the fallback where they are local
+def test_shards_and_a_whole_grid_process_started_together_run_every_unit_once(tmp_path, monkeypatch, lock):
+    monkeypatch.setenv(LOCK_ENV, lock)
     study_dir, log = tmp_path / "study", tmp_path / "log.jsonl"
     shards = ["0/2", "1/2", "0/1"]  # two shards and, racing both, a process running the whole grid
     assert workers(study_dir, log, shards) == [0, 0, 0]
