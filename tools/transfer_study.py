@@ -5,6 +5,7 @@
     python tools/transfer_study.py --config configs/study/demo.yaml --output studies/demo     # CPU, synthetic
     python tools/transfer_study.py --config configs/study/digits.yaml --output studies/digits # CPU, real digits
     python tools/transfer_study.py --report-only --output studies/table3                      # rebuild the report
+    python tools/transfer_study.py --config configs/study/rot_digits.yaml --output results/rot_digits  # Table 4
 
     python tools/transfer_study.py --config configs/study/voc_table3.yaml --plan --tflops 160  # the bill, no training
     python tools/transfer_study.py --config configs/study/voc_table3.yaml --plan --json --tflops-from bench.json
@@ -31,6 +32,7 @@ from repeatseg.engine import distributed
 from repeatseg.engine.trainer import NonFiniteLossError
 from repeatseg.files import FolderClaimedError, claim_run_folder
 from repeatseg.study import run_study, write_report
+from repeatseg.study.classification_report import write_classification_report
 from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
 from repeatseg.study.runner import WAIT_S, parse_shard, study_complete
 
@@ -114,8 +116,8 @@ def print_plan(args: argparse.Namespace, study: StudyConfig, study_dir: Path | N
 
 def write_report_once(study: StudyConfig, study_dir: Path) -> None:
     """Write the report under a claim, so two shards finishing together do not write it at once."""
-    with claim_run_folder(study_dir / REPORT_CLAIM):
-        rows = write_report(study, study_dir)
+    with claim_run_folder(study_dir / REPORT_CLAIM):  # a classification study (cells: false): Table 4's form
+        rows = (write_report if study.cells else write_classification_report)(study, study_dir)
     print(f"report: {study_dir / 'report.md'} ({sum(r.n for r in rows)} runs, {len(rows)} encoders)")
 
 
