@@ -176,6 +176,10 @@ def describe(name: str, input_size: int = 512, segmenter: bool = False, classes:
     ratio to the dense model it is compared with (``variant.reference``). The encoder is the smp
     encoder: backbone without classifier, plus skip adapters; the segmenter adds decoder and head.
     """
+    from .classifiers import describe_classifier, is_classifier
+
+    if is_classifier(name) and not segmenter:  # classification-only models (rotcnn_*): repeatseg.classifiers
+        return describe_classifier(name, input_size)
     variant = get_variant(name)
     decoder = tuple(decoder_channels) if segmenter and decoder_channels else None
     numbers = _measure(variant.smp_key, input_size, segmenter, classes, decoder)

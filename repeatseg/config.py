@@ -119,8 +119,10 @@ class ClsModelConfig:
 
 @dataclass
 class ClsDataConfig:
-    # synthetic: generated at root if absent; digits: the MNIST digit split, root as for DataConfig (reads root/cls)
-    dataset: Literal["imagefolder", "synthetic", "digits"] = "imagefolder"
+    # synthetic: generated at root if absent; digits: the MNIST digit split, root as for DataConfig (reads root/cls);
+    # rot_digits: rotated real digits (written at root if absent), mnist_rot: the MNIST-rot .amat files at root
+    # (both: one-channel 28x28 digits, the authors' rotation recipe, repeatseg/data/rot_digits.py)
+    dataset: Literal["imagefolder", "synthetic", "digits", "rot_digits", "mnist_rot"] = "imagefolder"
     root: str | None = None  # holds train/<wnid>/ and val/<wnid>/
     train_split: str = "train"
     val_split: str = "val"
@@ -129,10 +131,13 @@ class ClsDataConfig:
     crop_pct: float = 0.875  # eval resize = image_size / crop_pct (256 for 224)
     scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = 0.5
+    vflip: float = 0.0  # rot_digits / mnist_rot only (the authors' MNIST-rot recipe: hflip and vflip 0.5)
     color_jitter: float = 0.0
     # torchvision RandomAffine before the crop (the authors' code: degrees 20, scale [0.8, 1.2], shear 20); {} = off
     affine: dict = field(default_factory=dict)
     workers: int = 8
+    rot_per_class: tuple[int, int] = (400, 100)  # rot_digits written at root: (train, test) digits of each class
+    rot_seed: int = 0  # rot_digits written at root: the split and the angles
 
 
 @dataclass
@@ -184,6 +189,9 @@ class StudyConfig:
     # Encoders pretrained with different recipes (repeatseg.recipe) stop the study before it runs;
     # true runs it anyway, and the report says so in its first lines.
     allow_mixed_recipes: bool = False
+    # false: a classification study: its pretraining runs are the study (evaluated every epoch as their
+    # recipe says), nothing is exported or fine-tuned; reported by repeatseg.study.classification_report
+    cells: bool = True
     output: str | None = None
 
 

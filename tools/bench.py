@@ -6,6 +6,7 @@
     python tools/bench.py --sweep input-size --device cpu --out docs/speed_input_size.csv
     python tools/bench.py --sweep width --device cpu --out docs/speed_width.csv
     python tools/bench.py --figure docs/speed_input_size.csv docs/speed_width.csv --out docs/speed.png
+    python tools/bench.py --encoder rotcnn_s_c4 --against rotcnn_c4 --batch 64 --device cpu   # classifiers, 29x29
 
 Repeats rotate the models' order (A/B, B/A, ...) so drift on a shared machine hits every model
 alike; every figure is a median over repeats and every ratio is candidate / reference (the dense
@@ -39,10 +40,12 @@ import sys
 import time
 from pathlib import Path
 
+import timm
 import torch
 import torch.nn.functional as F
 
 import repeatseg
+from repeatseg.classifiers import get_classifier, is_classifier
 from repeatseg.engine.distributed import resolve_device
 from repeatseg.export import fold
 from repeatseg.layers import RepeatConv2d, generating_layers
@@ -161,6 +164,33 @@ class Bench:
         return torch.cuda.max_memory_allocated(self.device)
 
 
+class ClassifierBench(Bench):
+    """A classification-only model (rotcnn_*): one-channel images at --input-size, a class per
+    image, the timm model with its head; no channels_last (e2cnn's batch norm views channels)."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device):
+        super().__init__(args, device)
+        self.inputs = torch.rand(args.batch, 1, args.input_size, args.input_size, device=device)
+        self.target = torch.randint(0, args.classes, (args.batch,), device=device)
+
+    def build(self, name: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        model = self.prepare(timm.create_model(name, num_classes=self.args.classes).train())
+        return model, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.to(self.device)
+        return torch.compile(model) if self.args.compile else model
+
+
+def lookup(name: str):
+    """The variant of an encoder, or the classification-only model, called ``name``."""
+    return get_classifier(name) or repeatseg.get_variant(name)
+
+
+def make_bench(args: argparse.Namespace, device: torch.device, name: str) -> Bench:
+    return ClassifierBench(args, device) if is_classifier(name) else Bench(args, device)
+
+
 def _resident_kib(field: str) -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
@@ -169,7 +199,7 @@ def _resident_kib(field: str) -> int:
 def probe_memory(args: argparse.Namespace) -> int:
     """In a fresh process: VmHWM during one training step minus VmRSS before the model was built."""
     torch.manual_seed(0)
-    bench = Bench(args, torch.device("cpu"))
+    bench = make_bench(args, torch.device("cpu"), args.probe_memory)
     gc.collect()
     before = _resident_kib("VmRSS")
     model, optimizer = bench.build(args.probe_memory)
@@ -224,9 +254,9 @@ def measure(bench: Bench, names: list[str], folded: bool = True) -> dict[str, di
 
 
 def compare(args: argparse.Namespace, device: torch.device) -> int:
-    candidate = repeatseg.get_variant(args.encoder)
-    dense = repeatseg.get_variant(args.against) if args.against else candidate.reference
-    bench = Bench(args, device)
+    candidate = lookup(args.encoder)
+    dense = lookup(args.against) if args.against else candidate.reference
+    bench = make_bench(args, device, candidate.name)
     times = measure(bench, [candidate.name, dense.name])
     mine, theirs = times[candidate.name], times[dense.name]
     peaks = bench.peak_memory([candidate.name, dense.name])
@@ -387,6 +417,8 @@ def main(args: argparse.Namespace) -> int:
         return probe_memory(args)
     if args.figure:
         return figure(args.figure, args.out or "speed.png")
+    if args.input_size is None:  # a classification-only model's own size (29 for rotcnn_*), else 512
+        args.input_size = getattr(get_classifier(args.encoder or ""), "input_size", 512)
     try:
         device = resolve_device(args.device)
         if args.clock == "cpu" and device.type != "cpu":
@@ -395,7 +427,9 @@ def main(args: argparse.Namespace) -> int:
             return sweep(args, device)
         if not args.encoder:
             raise ValueError("--encoder is required (or --sweep / --figure)")
-        repeatseg.get_variant(args.encoder)
+        lookup(args.encoder)
+        if args.against and is_classifier(lookup(args.against).name) != is_classifier(args.encoder):
+            raise ValueError("--against: a classification-only model (rotcnn_*) is benched against another one")
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -407,7 +441,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", help="the candidate, e.g. repeat_r18_f4")
     parser.add_argument("--against", help="the reference (default: the candidate's, e.g. dense_r18_w4)")
-    parser.add_argument("--input-size", type=int, default=512)
+    parser.add_argument("--input-size", type=int, default=None, help="default 512 (a classifier's own: 29 for rotcnn_*)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--classes", type=int, default=21)
     parser.add_argument("--device", default="auto")

@@ -3,6 +3,8 @@ is compared with (the dense model of the same width; dense 1x for the compressio
 
     python tools/model_info.py --encoder repeat_r18_f4
     python tools/model_info.py --all [--segmenter] [--input-size 512] [--json]
+    python tools/model_info.py --encoder rotcnn_c4            # a classification-only model, at 29x29
+    python tools/model_info.py --classifiers                  # every one of them (rotcnn_*, Table 4)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 
 import repeatseg
 from repeatseg.accounting import STAT_KEYS, format_count
+from repeatseg.classifiers import CLASSIFIERS, is_classifier
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -20,8 +23,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--encoder", help="a registered encoder name, e.g. repeat_r18_f4")
     which.add_argument("--all", action="store_true", help="every registered encoder, one table")
+    which.add_argument("--classifiers", action="store_true",
+                       help="every classification-only model (rotcnn_*; MACs on the folded model)")
     parser.add_argument("--segmenter", action="store_true", help="count the whole U-Net, not the encoder alone")
-    parser.add_argument("--input-size", type=int, default=512, help="square input side for MACs (default 512)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="square input side for MACs (default 512; a classifier's own, 29 for rotcnn_*)")
     parser.add_argument("--classes", type=int, default=21, help="segmentation classes, with --segmenter")
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     return parser
@@ -43,18 +49,23 @@ def table(stats: list[repeatseg.ModelStats]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    names = list(repeatseg.VARIANTS) if args.all else [args.encoder]
+    names = list(repeatseg.VARIANTS) if args.all else list(CLASSIFIERS) if args.classifiers else [args.encoder]
     try:
-        stats = [repeatseg.describe(n, args.input_size, args.segmenter, args.classes) for n in names]
-    except ValueError as error:
+        if args.segmenter and any(map(is_classifier, names)):
+            raise ValueError("--segmenter: the classification-only models (rotcnn_*) are not smp encoders")
+        stats = [repeatseg.describe(n, args.input_size or (None if is_classifier(n) else 512), args.segmenter,
+                                    args.classes) for n in names]
+    except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps([s.as_dict() for s in stats], indent=2))
-    elif args.all:
-        scope = "U-Net segmenter" if args.segmenter else "encoder (backbone + skip adapters)"
-        print(f"{scope}; MACs at {args.input_size}x{args.input_size}; ratios against the dense model in 'vs' "
-              "(same width; dense 1x for compression families)")
+    elif args.all or args.classifiers:
+        scope = ("classifier (head included; MACs on the folded model)" if args.classifiers else
+                 "U-Net segmenter" if args.segmenter else "encoder (backbone + skip adapters)")
+        size = stats[0].input_size
+        print(f"{scope}; MACs at {size}x{size}; ratios against the model in 'vs' "
+              "(same width; dense 1x for compression families; the vanilla CNN for rotcnn_*)")
         print(table(stats))
     else:
         print(stats[0])

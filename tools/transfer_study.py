@@ -5,6 +5,7 @@
     python tools/transfer_study.py --config configs/study/demo.yaml --output studies/demo     # CPU, synthetic
     python tools/transfer_study.py --config configs/study/digits.yaml --output studies/digits # CPU, real digits
     python tools/transfer_study.py --report-only --output studies/table3                      # rebuild the report
+    python tools/transfer_study.py --config configs/study/rot_digits.yaml --output results/rot_digits  # Table 4
 
     python tools/transfer_study.py --config configs/study/voc_table3.yaml --plan --tflops 160  # the bill, no training
     python tools/transfer_study.py --config configs/study/voc_table3.yaml --plan --json --tflops-from bench.json
@@ -31,6 +32,7 @@ from repeatseg.engine import distributed
 from repeatseg.engine.trainer import NonFiniteLossError
 from repeatseg.files import FolderClaimedError, claim_run_folder
 from repeatseg.study import run_study, write_report
+from repeatseg.study.classification_report import write_classification_report
 from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
 from repeatseg.study.runner import WAIT_S, PretrainPlan, parse_shard, plan_units, study_complete
 
@@ -116,7 +118,7 @@ def report_is_current(study: StudyConfig, study_dir: Path) -> bool:
     """Whether report.md was written after every unit of the grid had finished: a shard finishing
     just after another, or a rerun of a finished study, then has nothing to write."""
     report = study_dir / "report.md"
-    outputs = [unit.weights if isinstance(unit, PretrainPlan) else unit.run_dir / "metrics.json"
+    outputs = [unit.weights if isinstance(unit, PretrainPlan) and unit.export else unit.run_dir / "metrics.json"
                for unit in plan_units(study, study_dir)]
     if not report.is_file() or not all(path.is_file() for path in outputs):
         return False
@@ -125,12 +127,13 @@ def report_is_current(study: StudyConfig, study_dir: Path) -> bool:
 
 def write_report_once(study: StudyConfig, study_dir: Path, force: bool = False) -> None:
     """Write the report under a claim, so two shards finishing together do not write it at once,
-    unless it is up to date already (``force``: write it anyway)."""
+    unless it is up to date already (``force``: write it anyway). A classification study
+    (``cells: false``) gets Table 4's form."""
     with claim_run_folder(study_dir / REPORT_CLAIM):
         if not force and report_is_current(study, study_dir):
             print(f"the grid is complete and {study_dir / 'report.md'} is up to date (--report-only rewrites it)")
             return
-        rows = write_report(study, study_dir)
+        rows = (write_report if study.cells else write_classification_report)(study, study_dir)
     print(f"report: {study_dir / 'report.md'} ({sum(r.n for r in rows)} runs, {len(rows)} encoders)")
 
 

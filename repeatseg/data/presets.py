@@ -49,7 +49,11 @@ def collate_padded(batch, multiple: int = 32):
 
 
 def to_device(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> normalised float on ``device``."""
+    """uint8 (N, 3, H, W) -> normalised float on ``device``; float images (the rotation digits, in
+    [0, 1], one channel) are already what the model takes and only move."""
+    if images.is_floating_point():
+        images = images.to(device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if channels_last else images
     images = images.to(device, non_blocking=True).float()
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1)

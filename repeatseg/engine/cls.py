@@ -12,10 +12,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
+from ..classifiers import build_classifier_model, is_classifier
 from ..config import ClsConfig, save_config
 from ..data import to_device
 from ..data.digits import ensure_digits
 from ..data.imagenet import ImageFolderClassification, classification_transforms
+from ..data.rot_digits import ROTATION_SETS, make_rot_digits, rotation_datasets
 from ..data.synthetic import make_synthetic_imagenet
 from ..registry import register
 from .distributed import DistInfo, ShardSampler, barrier
@@ -25,6 +27,8 @@ from .trainer import build_trainer, seed_everything, start_run, uses_channels_la
 def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0, options: dict | None = None) -> nn.Module:
     """A repeatseg timm model (registering e.g. ``repeat_resnet18_f4_b16`` on the fly; ``options``
     are its model options) or any timm model."""
+    if is_classifier(name):  # classification-only families (rotcnn_*)
+        return build_classifier_model(name, num_classes=num_classes, drop_rate=drop_rate, options=options or {})
     try:
         variant = register(name, **(options or {}))
     except ValueError:
@@ -45,6 +49,10 @@ def data_root(cfg: ClsConfig, dist: DistInfo) -> Path:
             ensure_digits(root, progress=cfg.train.log_mode == "bar")
         barrier()
         return root / "cls"
+    if cfg.data.dataset == "rot_digits":
+        if dist.is_main:
+            make_rot_digits(root, cfg.data.rot_seed, *cfg.data.rot_per_class, progress=cfg.train.log_mode == "bar")
+        barrier()
     if cfg.data.dataset == "synthetic" and not (root / "train").is_dir():
         if dist.is_main:
             make_synthetic_imagenet(root, num_classes=cfg.model.num_classes or 10, progress=cfg.train.log_mode == "bar")
@@ -57,11 +65,15 @@ def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoade
     root = data_root(cfg, dist)
     if cfg.train.batch_size % dist.world_size:
         raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
-    train_tf, eval_tf = classification_transforms(cfg.data.image_size, cfg.data.crop_pct, cfg.data.scale,
-                                                  cfg.data.hflip, cfg.data.color_jitter, cfg.data.affine)
-    train_set = ImageFolderClassification(root, cfg.data.train_split, train_tf, seed=cfg.train.seed)
-    val_set = ImageFolderClassification(root, cfg.data.val_split, eval_tf, val_labels=cfg.data.val_labels,
-                                        classes=train_set.classes)
+    if cfg.data.dataset in ROTATION_SETS:  # one-channel digits, the authors' rotation recipe
+        train_set, val_set = rotation_datasets(cfg.data.dataset, root, cfg.data.train_split, cfg.data.val_split,
+                                               cfg.data.image_size, cfg.data.hflip, cfg.data.vflip, cfg.train.seed)
+    else:
+        train_tf, eval_tf = classification_transforms(cfg.data.image_size, cfg.data.crop_pct, cfg.data.scale,
+                                                      cfg.data.hflip, cfg.data.color_jitter, cfg.data.affine)
+        train_set = ImageFolderClassification(root, cfg.data.train_split, train_tf, seed=cfg.train.seed)
+        val_set = ImageFolderClassification(root, cfg.data.val_split, eval_tf, val_labels=cfg.data.val_labels,
+                                            classes=train_set.classes)
     found = len(train_set.classes)
     if cfg.model.num_classes is None:
         cfg.model.num_classes = found

@@ -35,6 +35,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .partial_tiles import partial_transform
 from .protocol import SharingLayer
 from .transforms import ChildTransform, make_transform
 
@@ -56,6 +57,9 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
             normal with the *child's* fan-out, so the generated weight starts distributed like
             torchvision's init of the dense wide conv it stands in for; ``"xavier"`` is the
             authors' Xavier-uniform on the parent tensor itself (transmuteAI/RepeatNet).
+        parent_channels: (out, in) channels of a new parent when the child is not a whole multiple
+            of it (64 from 22): tile factors are then ignored and ``partial_tiles`` ("crop" or
+            "authors", see partial_tiles.py) says how the partial tiles are generated.
     """
 
     #: Model options this layer reads, with defaults (``RepeatResNet.option_defaults`` gathers them).
@@ -87,6 +91,8 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         transform_options: dict | None = None,
         parent: nn.Parameter | None = None,
         parent_init: str = "he_child",
+        parent_channels: tuple[int, int] | None = None,
+        partial_tiles: str = "crop",
         device=None,
         dtype=None,
     ):
@@ -94,7 +100,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
             raise ValueError(f"unknown parent_init {parent_init!r}; expected one of {PARENT_INITS}")
         if groups != 1:
             raise NotImplementedError("RepeatConv2d supports groups=1 only")
-        if in_channels % tile_in or out_channels % tile_out:
+        if parent_channels is None and (in_channels % tile_in or out_channels % tile_out):
             raise ValueError(
                 f"channels ({in_channels} in, {out_channels} out) must be multiples of the tile "
                 f"factors (tile_in={tile_in}, tile_out={tile_out})"
@@ -107,16 +113,22 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         del self.weight
         self.parent_init = parent_init
         factory = {"device": device, "dtype": dtype}
-        parent_shape = (out_channels // tile_out, in_channels // tile_in, *self.kernel_size)
+        if parent_channels is None:
+            parent_channels = (out_channels // tile_out, in_channels // tile_in)
+        parent_shape = (*parent_channels, *self.kernel_size)
         if parent is None:
             parent = nn.Parameter(torch.empty(parent_shape, **factory))
             self._init_parent(parent)
         elif tuple(parent.shape) != parent_shape:
             raise ValueError(f"shared parent has shape {tuple(parent.shape)}, this layer needs {parent_shape}")
         self.parent = parent
-        self.transform: ChildTransform = make_transform(
-            transform, tile_out, tile_in, parent_shape, **(transform_options or {})
-        ).to(**factory)
+        if (out_channels, in_channels) == (tile_out * parent_shape[0], tile_in * parent_shape[1]):
+            self.transform: ChildTransform = make_transform(
+                transform, tile_out, tile_in, parent_shape, **(transform_options or {})
+            ).to(**factory)
+        else:  # parent_channels given: partial_transform finds the tile factors, whole or partial
+            self.transform = partial_transform(partial_tiles, transform, parent_shape, (out_channels, in_channels),
+                                               **(transform_options or {})).to(**factory)
         self.bias = nn.Parameter(torch.zeros(out_channels, **factory)) if bias else None
         self._generated = GeneratedWeight()
 

@@ -37,11 +37,11 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..accounting import count_macs, describe
+from ..classifiers import is_classifier, timm_name_of
 from ..config import ClsConfig, SegConfig, StudyConfig, load_config
 from ..data.digits import TRAIN_PER_CLASS, make_digits
 from ..data.synthetic import make_synthetic_imagenet, make_synthetic_voc
 from ..data.voc import DataError, find_voc_root, read_class_names, read_split
-from ..variants import get_variant
 from .runner import CellPlan, PretrainPlan, Shard, cls_config_for, plan_units, seg_config_for
 
 TRAIN_FLOPS_PER_MAC = 6  # 2 FLOP per MAC x (1 forward + 2 backward)
@@ -65,6 +65,7 @@ KNOWN_SEG = {
                                        "val": _default(make_synthetic_voc, "num_val")}),
 }
 IMAGENET = ("ImageNet-1k (model.num_classes 1000)", {"train": 1281167, "val": 50000})
+MNIST_ROT = ("MNIST-rot (Larochelle et al. 2007)", {"train": 12000, "test": 50000})
 DIGITS_PER_CLASS = 500  # mnist_5k.csv.gz: 5,000 digits, 500 per class
 
 
@@ -168,6 +169,11 @@ def _known_cls(cfg: ClsConfig) -> tuple[str, dict[str, int]] | None:
         classes = cfg.model.num_classes or _default(make_synthetic_imagenet, "num_classes")
         return "generated shapes", {"train": classes * _default(make_synthetic_imagenet, "per_class"),
                                     "val": classes * _default(make_synthetic_imagenet, "val_per_class")}
+    if cfg.data.dataset == "rot_digits":
+        train, test = cfg.data.rot_per_class
+        return "rotated digits of tools/make_rot_digits.py", {"train": 10 * train, "test": 10 * test}
+    if cfg.data.dataset == "mnist_rot":
+        return MNIST_ROT
     if cfg.model.num_classes == 1000:
         return IMAGENET
     return None
@@ -181,7 +187,7 @@ def cls_split_sizes(cfg: ClsConfig, images_per_epoch: int | None = None, look_on
     if look_on_disk and root is not None and _image_folder_size(root / cfg.data.train_split):
         sizes = SplitSizes(_image_folder_size(root / cfg.data.train_split),
                            _image_folder_size(root / cfg.data.val_split), f"counted in {root}")
-    elif known and {cfg.data.train_split, cfg.data.val_split} <= {"train", "val"}:
+    elif known and {cfg.data.train_split, cfg.data.val_split} <= set(known[1]):
         sizes = SplitSizes(known[1][cfg.data.train_split], known[1][cfg.data.val_split], f"known: {known[0]}")
     if images_per_epoch:
         sizes = SplitSizes(images_per_epoch, sizes.val,
@@ -250,8 +256,13 @@ def cell_cost(cfg: SegConfig, images_per_epoch: int | None = None, look_on_disk:
 
 @functools.lru_cache(maxsize=None)
 def classifier_macs(model_name: str, num_classes: int, image_size: int, options_json: str = "{}") -> int:
-    """Forward MACs of the timm classifier (head included) at ``image_size``, built on the meta device."""
+    """Forward MACs of the timm classifier (head included) at ``image_size``, built on the meta device
+    (a classification-only model, rotcnn_*: built for real and measured folded, repeatseg.classifiers)."""
+    from ..classifiers import describe_classifier
     from ..engine.cls import build_classifier
+
+    if is_classifier(model_name):
+        return describe_classifier(model_name, image_size, json.loads(options_json)).macs
 
     with torch.device("meta"):
         model = build_classifier(model_name, num_classes, options=json.loads(options_json))
@@ -266,7 +277,7 @@ def _cls_classes(cfg: ClsConfig, look_on_disk: bool = True) -> int:
     folder = None if root is None else root / cfg.data.train_split
     if folder is not None and folder.is_dir():
         return sum(1 for p in folder.iterdir() if p.is_dir()) or 1000
-    return 10 if cfg.data.dataset in ("digits", "synthetic") else 1000
+    return 10 if cfg.data.dataset in ("digits", "synthetic", "rot_digits", "mnist_rot") else 1000
 
 
 def pretrain_cost(cfg: ClsConfig, encoder: str, images_per_epoch: int | None = None,
@@ -315,9 +326,9 @@ def pair_weights(study: StudyConfig) -> dict[str, float]:
     weights = {}
     for encoder in study.encoders:
         seg_recipe.model.encoder = encoder
-        costs = [cell_cost(seg_recipe, look_on_disk=False)]
+        costs = [cell_cost(seg_recipe, look_on_disk=False)] if study.cells else []
         if cls_recipe is not None:
-            cls_recipe.model.name = get_variant(encoder).timm_name
+            cls_recipe.model.name = timm_name_of(encoder)
             costs.append(pretrain_cost(cls_recipe, encoder, look_on_disk=False))
         weights[encoder] = float(sum(c.flops if c.flops is not None else c.macs for c in costs))
     return weights
@@ -356,7 +367,7 @@ def tflops_from_bench(path: str | Path) -> float:
         step_s = float(result["train_step_s"]["dense"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"--tflops-from {path}: not a tools/bench.py --json result ({error})") from error
-    macs = describe(name, size, segmenter=True).macs
+    macs = describe(name, size, segmenter=not is_classifier(name)).macs  # a classifier's bench has no U-Net
     return TRAIN_FLOPS_PER_MAC * macs * batch / step_s / 1e12
 
 

@@ -10,6 +10,9 @@ Study folder::
     <study>/timing.jsonl                               wall time and machine load of every unit run
     <study>/report.md, results.csv, results.json, figures/
 
+With ``cells: false`` (a classification study) the plan is the pretraining units alone, none
+exported: a unit is finished when its ``metrics.json`` is written.
+
 The plan (``plan_units``) is seed-major: every encoder at seed 0, then seed 1, ..., so a study cut
 short still has a full grid at fewer seeds. A unit whose output exists is skipped (a pretraining
 unit once its weights are exported, a cell once ``metrics.json`` is written); one with
@@ -37,10 +40,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..classifiers import timm_name_of
 from ..config import ClsConfig, SegConfig, StudyConfig, load_config, save_config
 from ..engine.distributed import DistInfo, barrier
 from ..files import FolderClaimedError, claim_run_folder
-from ..variants import get_variant
 from ..weights import export_encoder
 
 
@@ -52,11 +55,12 @@ class PretrainPlan:
     seed: int
     run_dir: Path
     weights: Path
+    export: bool = True  # False in a classification study (cells: false): the run is the result
     kind = "pretrain"
 
     @property
     def finished(self) -> bool:
-        return self.weights.is_file()
+        return self.weights.is_file() if self.export else (self.run_dir / "metrics.json").is_file()
 
     @property
     def started(self) -> bool:
@@ -90,9 +94,11 @@ def plan_units(study: StudyConfig, study_dir: Path) -> list[PretrainPlan | CellP
             pretrain = None
             if study.pretrain.enabled:
                 pretrain = PretrainPlan(name, seed, study_dir / "pretrain" / name / f"seed{seed}",
-                                        study_dir / "weights" / f"{name}-{study.pretrain.tag}-seed{seed}.safetensors")
+                                        study_dir / "weights" / f"{name}-{study.pretrain.tag}-seed{seed}.safetensors",
+                                        export=study.cells)
                 units.append(pretrain)
-            units.append(CellPlan(name, seed, study_dir / "cells" / name / f"seed{seed}", pretrain))
+            if study.cells:
+                units.append(CellPlan(name, seed, study_dir / "cells" / name / f"seed{seed}", pretrain))
     return units
 
 
@@ -143,7 +149,7 @@ def seg_config_for(study: StudyConfig, cell: CellPlan, weights: str | None) -> S
 def cls_config_for(study: StudyConfig, unit: PretrainPlan) -> ClsConfig:
     if unit.started:
         return load_config(ClsConfig, [unit.run_dir / "config.yaml"])
-    overrides = {"model": {"name": get_variant(unit.encoder).timm_name}, "train": {"seed": unit.seed},
+    overrides = {"model": {"name": timm_name_of(unit.encoder)}, "train": {"seed": unit.seed},
                  "output": str(unit.run_dir)}
     return load_config(ClsConfig, [study.pretrain.config], [overrides], study.pretrain.sets)
 
@@ -160,7 +166,7 @@ def run_pretrain(study: StudyConfig, unit: PretrainPlan, dist: DistInfo) -> None
 
     if not (unit.run_dir / "metrics.json").is_file():
         train_classification(cls_config_for(study, unit), unit.run_dir, dist, resume=unit.started)
-    if dist.is_main:
+    if dist.is_main and unit.export:
         export_encoder(unit.run_dir, unit.weights, which="last")
     barrier()
 
@@ -203,6 +209,9 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
     shard = shard or Shard()
     if study.pretrain.enabled and not study.pretrain.config:
         raise ValueError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
+    if not study.cells and not study.pretrain.enabled:
+        raise ValueError("cells: false (a classification study) needs pretrain.enabled and pretrain.config: "
+                         "its classification runs are the study")
     recipes = check_recipes(study, study_dir)  # before anything is written: one pretraining recipe, or allowed
     if len(recipes) > 1:
         say(dist, "mixed pretraining recipes (allow_mixed_recipes: true):\n  " + "\n  ".join(describe(recipes)))
