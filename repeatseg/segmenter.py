@@ -7,6 +7,7 @@ from pathlib import Path
 
 import segmentation_models_pytorch as smp
 
+from .checkpoint_files import BEST, CHECKPOINT_DIR, WEIGHTS
 from .registry import register
 from .variants import get_variant
 from .weights import load_encoder_weights, read_metadata, resolve_weights
@@ -68,10 +69,10 @@ def find_checkpoint(source: str | Path) -> Path:
     """A weights file as given, or a run folder's ``checkpoints/best`` (else ``last``) file."""
     source = Path(source)
     if source.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (source / "checkpoints" / name).is_file():
-                return source / "checkpoints" / name
-        raise FileNotFoundError(f"no checkpoints/best.safetensors or last.safetensors in {source}")
+        for name in (BEST, WEIGHTS):
+            if (source / CHECKPOINT_DIR / name).is_file():
+                return source / CHECKPOINT_DIR / name
+        raise FileNotFoundError(f"no {CHECKPOINT_DIR}/{BEST} or {WEIGHTS} in {source}")
     if not source.is_file():
         raise FileNotFoundError(f"checkpoint not found: {source}")
     return source

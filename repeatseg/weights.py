@@ -202,7 +202,9 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     from .variants import get_variant
 
     source = Path(source)
-    path = source / "checkpoints" / f"{which}.safetensors" if source.is_dir() else source
+    from .checkpoint_files import BEST, CHECKPOINT_DIR, WEIGHTS
+
+    path = source / CHECKPOINT_DIR / {"best": BEST, "last": WEIGHTS}[which] if source.is_dir() else source
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     tensors, metadata = read_checkpoint(path)
