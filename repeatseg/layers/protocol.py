@@ -59,8 +59,10 @@ class SharingLayer:
     def generated(self, dtype: torch.dtype | None = None) -> torch.Tensor | None:
         """What a forward computes with: ``generate(dtype)``, or inside a ``cached(model)`` scope the
         weight this layer generated first in it (one per dtype, grad mode and inference mode)."""
+        if torch.compiler.is_compiling():  # a graph generates from its parameters (and no graph break here)
+            return self.generate(dtype)
         scope = _CACHED.get(id(self))
-        if scope is None or torch.compiler.is_compiling():
+        if scope is None:
             return self.generate(dtype)
         key = (dtype, torch.is_grad_enabled(), torch.is_inference_mode_enabled())
         if key not in scope:

@@ -167,8 +167,8 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
         if torch.jit.is_scripting():
             return self._conv_forward(x, self.generate(self.parent.dtype), self.bias)
         weight = self.generated(compute_dtype(self.parent))
-        if self.regenerate_for_backward and weight.requires_grad and not self.is_cached() \
-                and not torch.compiler.is_compiling():
+        if self.regenerate_for_backward and not torch.compiler.is_compiling() and weight.requires_grad \
+                and not self.is_cached():
             with torch.autograd.graph.saved_tensors_hooks(*self._regenerating_hooks(weight)):
                 return self._conv_forward(x, weight, self.bias)
         return self._conv_forward(x, weight, self.bias)
