@@ -43,7 +43,7 @@ def build_segmenter(
     """
     if encoder_weights is not None:
         encoder_weights = resolve_weights(encoder_weights, get_variant(encoder).name, weights_dir)
-        options = {**stored_options(read_metadata(encoder_weights)), **(options or {})}
+        options = {**stored_options(read_metadata(encoder_weights), encoder), **(options or {})}
     variant = register(encoder, **(options or {}))
     model = smp.Unet(
         encoder_name=variant.smp_key,
@@ -78,20 +78,24 @@ def find_checkpoint(source: str | Path) -> Path:
     return source
 
 
-def stored_options(metadata: dict) -> dict:
-    """The model options a checkpoint's metadata records (JSON under ``options``; none in older files)."""
+def stored_options(metadata: dict, encoder: str | None = None) -> dict:
+    """The model options a checkpoint's metadata records (JSON under ``options``; none in older
+    files); with ``encoder``, those its model reads: files written before models refused options
+    they do not read may record a whole recipe's (a dense encoder pretrained with the authors')."""
     import json
 
-    return json.loads(metadata.get("options") or "{}")
+    options = json.loads(metadata.get("options") or "{}")
+    return get_variant(encoder).recipe_options(options) if encoder else options
 
 
-def segmenter_arguments(metadata: dict) -> dict:
+def segmenter_arguments(metadata: dict, encoder: str | None = None) -> dict:
     """``build_segmenter``'s keyword arguments from a checkpoint's or packed file's metadata
     (classes, in_channels, model options, decoder channels; older files lack some: defaults)."""
     import json
 
     return dict(classes=int(metadata.get("classes", 21)), in_channels=int(metadata.get("in_channels", 3)),
-                options=stored_options(metadata), decoder_channels=json.loads(metadata.get("decoder_channels") or "null"))
+                options=stored_options(metadata, encoder or metadata.get("encoder")),
+                decoder_channels=json.loads(metadata.get("decoder_channels") or "null"))
 
 
 def decoder_metadata(decoder_channels) -> str:
@@ -112,6 +116,6 @@ def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.
     encoder = encoder or metadata.get("encoder")
     if not encoder:
         raise ValueError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
-    model = build_segmenter(encoder, **segmenter_arguments(metadata))
+    model = build_segmenter(encoder, **segmenter_arguments(metadata, encoder))
     model.load_state_dict(tensors)
     return model, dict(metadata, encoder=encoder, checkpoint=str(path))

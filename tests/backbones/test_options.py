@@ -71,3 +71,17 @@ def test_a_shared_recipe_applies_its_options_where_they_are_read_and_refuses_unk
 def test_the_metadata_records_the_options_read():
     model = repeatseg.build_segmenter(f"{tiny('resnet18', 2, 'linear').name}[parent_init=xavier]", classes=3)
     assert json.loads(model.encoder_variant.metadata()["options"]) == {"parent_init": "xavier"}
+
+
+def test_files_written_before_the_check_load_with_the_options_their_model_reads(tmp_path):
+    from repeatseg.files import save_weights
+
+    name, recipe = tiny("resnet18", 2, None).name, {"gradient": "bireal", "parent_init": "xavier"}
+    model = repeatseg.build_segmenter(name, classes=3)
+    save_weights(tmp_path / "run/checkpoints/best.safetensors", model.state_dict(),
+                 {"encoder": name, "classes": 3, "options": recipe})  # as files recorded a whole recipe
+    loaded, _ = repeatseg.load_segmenter(tmp_path / "run")
+    assert loaded.encoder_variant.option_dict == {}
+    save_weights(tmp_path / "encoder.safetensors", model.encoder.state_dict(), {"encoder": name, "options": recipe})
+    built = repeatseg.build_segmenter(name, classes=3, encoder_weights=tmp_path / "encoder.safetensors")
+    assert built.encoder_variant.option_dict == {}
