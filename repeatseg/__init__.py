@@ -11,8 +11,8 @@ from .accounting import ModelStats, describe
 from .backbones import RepeatResNet, ResNetBackbone, Variant
 from .encoders import RepeatResNetEncoder, SkipAdapterEncoder
 from .export import fold, load_packed, pack
-from .layers import RepeatConv2d, SharingLayer
-from .registry import register
+from .layers import RepeatConv2d, SharingLayer, cached
+from .registry import register, register_family
 from .segmenter import DECODER_CHANNELS, build_segmenter, load_segmenter
 from .variants import FAMILIES, VARIANTS, EncoderVariant, get_variant
 from .weights import LoadReport, load_encoder_weights
@@ -21,7 +21,7 @@ __version__ = "0.2.0"
 
 
 __all__ = [
-    "build_segmenter", "load_segmenter", "describe", "fold", "pack", "load_packed", "register",
+    "build_segmenter", "load_segmenter", "describe", "fold", "cached", "pack", "load_packed", "register", "register_family",
     "load_encoder_weights", "get_variant",
     "RepeatConv2d", "SharingLayer", "RepeatResNet", "ResNetBackbone", "RepeatResNetEncoder", "SkipAdapterEncoder",
     "Variant", "EncoderVariant", "ModelStats", "LoadReport", "FAMILIES", "VARIANTS", "DECODER_CHANNELS",

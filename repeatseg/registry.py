@@ -1,8 +1,9 @@
-"""Registering a variant in smp and timm after import (other base widths, model options)."""
+"""Registering a variant in smp and timm after import (other base widths, model options), and a
+family declared outside the package."""
 
 from __future__ import annotations
 
-from .variants import TIMM_VARIANTS, VARIANTS, Variant, get_variant
+from .variants import FAMILIES, TIMM_VARIANTS, VARIANTS, Variant, get_variant, parse_name
 
 
 def register(variant: Variant | str, **options) -> Variant:
@@ -21,3 +22,18 @@ def register(variant: Variant | str, **options) -> Variant:
         TIMM_VARIANTS[plain.timm_name] = plain
     register_smp_variant(variant)
     return variant
+
+
+def register_family(family: type[Variant]) -> list[Variant]:
+    """Add a family (its ``Variant`` class, whose module was imported: its ``@register_variant``
+    constructors are in timm) to the family table, as a line of ``repeatseg.variants.FAMILIES``
+    does for the package's own, and register its default variants in smp. Returns them."""
+    from .backbones.base import ENTRYPOINTS
+
+    if family not in FAMILIES:
+        FAMILIES.append(family)
+    members = [v for v in map(parse_name, ENTRYPOINTS) if isinstance(v, family)]
+    for variant in members:  # already timm models: listed, then made smp encoders
+        VARIANTS[variant.name] = variant
+        TIMM_VARIANTS[variant.timm_name] = variant
+    return [register(variant) for variant in members]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import segmentation_models_pytorch as smp
 
+from .checkpoint_files import BEST, CHECKPOINT_DIR, WEIGHTS
 from .registry import register
 from .variants import get_variant
 from .weights import load_encoder_weights, read_metadata, resolve_weights
@@ -42,7 +43,7 @@ def build_segmenter(
     """
     if encoder_weights is not None:
         encoder_weights = resolve_weights(encoder_weights, get_variant(encoder).name, weights_dir)
-        options = {**stored_options(read_metadata(encoder_weights)), **(options or {})}
+        options = {**stored_options(read_metadata(encoder_weights), encoder), **(options or {})}
     variant = register(encoder, **(options or {}))
     model = smp.Unet(
         encoder_name=variant.smp_key,
@@ -68,29 +69,33 @@ def find_checkpoint(source: str | Path) -> Path:
     """A weights file as given, or a run folder's ``checkpoints/best`` (else ``last``) file."""
     source = Path(source)
     if source.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (source / "checkpoints" / name).is_file():
-                return source / "checkpoints" / name
-        raise FileNotFoundError(f"no checkpoints/best.safetensors or last.safetensors in {source}")
+        for name in (BEST, WEIGHTS):
+            if (source / CHECKPOINT_DIR / name).is_file():
+                return source / CHECKPOINT_DIR / name
+        raise FileNotFoundError(f"no {CHECKPOINT_DIR}/{BEST} or {WEIGHTS} in {source}")
     if not source.is_file():
         raise FileNotFoundError(f"checkpoint not found: {source}")
     return source
 
 
-def stored_options(metadata: dict) -> dict:
-    """The model options a checkpoint's metadata records (JSON under ``options``; none in older files)."""
+def stored_options(metadata: dict, encoder: str | None = None) -> dict:
+    """The model options a checkpoint's metadata records (JSON under ``options``; none in older
+    files); with ``encoder``, those its model reads: files written before models refused options
+    they do not read may record a whole recipe's (a dense encoder pretrained with the authors')."""
     import json
 
-    return json.loads(metadata.get("options") or "{}")
+    options = json.loads(metadata.get("options") or "{}")
+    return get_variant(encoder).recipe_options(options) if encoder else options
 
 
-def segmenter_arguments(metadata: dict) -> dict:
+def segmenter_arguments(metadata: dict, encoder: str | None = None) -> dict:
     """``build_segmenter``'s keyword arguments from a checkpoint's or packed file's metadata
     (classes, in_channels, model options, decoder channels; older files lack some: defaults)."""
     import json
 
     return dict(classes=int(metadata.get("classes", 21)), in_channels=int(metadata.get("in_channels", 3)),
-                options=stored_options(metadata), decoder_channels=json.loads(metadata.get("decoder_channels") or "null"))
+                options=stored_options(metadata, encoder or metadata.get("encoder")),
+                decoder_channels=json.loads(metadata.get("decoder_channels") or "null"))
 
 
 def decoder_metadata(decoder_channels) -> str:
@@ -111,6 +116,6 @@ def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.
     encoder = encoder or metadata.get("encoder")
     if not encoder:
         raise ValueError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
-    model = build_segmenter(encoder, **segmenter_arguments(metadata))
+    model = build_segmenter(encoder, **segmenter_arguments(metadata, encoder))
     model.load_state_dict(tensors)
     return model, dict(metadata, encoder=encoder, checkpoint=str(path))

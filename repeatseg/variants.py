@@ -22,12 +22,13 @@ from .backbones.resnet import WIDTHS, EncoderVariant
 from .layers import TRANSFORMS
 
 # The family table: one line per family, the module of repeatseg/backbones that declares it
-# (importing it registers its timm constructors; its ``VARIANT`` class parses its names).
-FAMILIES: tuple[type[Variant], ...] = tuple(import_module(f".backbones.{module}", __package__).VARIANT for module in (
+# (importing it registers its timm constructors; its ``VARIANT`` class parses its names). A family
+# declared outside the package joins it with ``repeatseg.registry.register_family``.
+FAMILIES: list[type[Variant]] = [import_module(f".backbones.{module}", __package__).VARIANT for module in (
     "resnet",   # dense_*, repeat_*: dense and RepeatNet ResNets
     "basis",    # basis_*: deeply shared filter bases
     "dacnn",    # dacnn_*: one kernel shared across layers (DACNN)
-))
+)]
 
 TRANSFORM_CODES = {name: cls.code for name, cls in TRANSFORMS.items()}  # read-only view, kept for old imports
 
@@ -39,6 +40,11 @@ def parse_name(name: str) -> Variant | None:
         if variant is not None:
             return variant
     return None
+
+
+def known_options() -> dict:
+    """Every model option some family of the table reads, with its default."""
+    return {name: default for family in FAMILIES for name, default in family.model_cls.option_defaults().items()}
 
 
 def default_variants() -> list[Variant]:
@@ -71,4 +77,4 @@ def get_variant(name: str | Variant) -> Variant:
 
 
 __all__ = ["FAMILIES", "VARIANTS", "TIMM_VARIANTS", "ARCH_LAYERS", "WIDTHS", "TRANSFORM_CODES", "EncoderVariant",
-           "Variant", "parse_name", "default_variants", "get_variant"]
+           "Variant", "parse_name", "default_variants", "get_variant", "known_options"]

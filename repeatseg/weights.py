@@ -202,7 +202,9 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     from .variants import get_variant
 
     source = Path(source)
-    path = source / "checkpoints" / f"{which}.safetensors" if source.is_dir() else source
+    from .checkpoint_files import BEST, CHECKPOINT_DIR, WEIGHTS
+
+    path = source / CHECKPOINT_DIR / {"best": BEST, "last": WEIGHTS}[which] if source.is_dir() else source
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     tensors, metadata = read_checkpoint(path)
@@ -212,7 +214,7 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     run_dir = path.parent.parent
     summary = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     top1 = summary.get("best_top1" if path.stem == "best" else "top1")
-    options = json.loads(metadata.get("options") or "{}")
+    options = variant.recipe_options(json.loads(metadata.get("options") or "{}"))  # older files: a whole recipe's
     config = run_dir / "config.yaml"
     recipe = recipe_of(load_config(ClsConfig, [config])).metadata() if config.is_file() else {"recipe": UNRECORDED}
     exported = {

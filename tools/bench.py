@@ -13,7 +13,8 @@ alike; every figure is a median over repeats and every ratio is candidate / refe
 model of the same width for RepeatNet, ``variant.reference``). Measured: training step (U-Net
 forward + backward + SGD step), the part of it spent generating weights (every generating layer's
 weight generated and backpropagated, ``SharingLayer.generate``; timed alongside the steps),
-inference in eval mode under ``no_grad`` (as trained, and folded into plain convs) and peak memory
+inference in eval mode under ``no_grad`` (as trained, generating every weight on every forward;
+inside ``repeatseg.cached``, as the toolkit's evaluation runs; and folded into plain convs) and peak memory
 of a training step. On CUDA: AMP (bf16 default) and channels_last, optional torch.compile; peak
 memory is ``torch.cuda.max_memory_allocated``. On CPU, fp32; peak memory is measured in a fresh
 subprocess per model as the growth of the resident set: the kernel's high-water mark (VmHWM,
@@ -21,14 +22,16 @@ reset through /proc/self/clear_refs after warm-up) during one step minus the res
 the model was built, with glibc told to return every allocation over 64 KiB to the kernel when it
 is freed (``MALLOC_MMAP_THRESHOLD_``), so the resident set follows the live tensors.
 
-A sweep (``--sweep input-size`` or ``--sweep width``) measures every family at each point, one CSV
-row per model, and ``--figure`` draws step time and the ratio to the reference against the swept
-quantity: how the cost of sharing grows with the work.
+A sweep (``--sweep input-size`` or ``--sweep width``) measures every family of the table at each
+point (what each ``Variant.bench_sweep`` names), one CSV row per model, and ``--figure`` draws step
+time and the ratio to the reference against the swept quantity (in each variant's ``style``): how
+the cost of sharing grows with the work.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gc
 import json
@@ -48,19 +51,17 @@ import repeatseg
 from repeatseg.classifiers import get_classifier, is_classifier
 from repeatseg.engine.distributed import resolve_device
 from repeatseg.export import fold
-from repeatseg.layers import RepeatConv2d, generating_layers
+from repeatseg.layers import RepeatConv2d, cached, generating_layers
+from repeatseg.variants import FAMILIES, get_variant
 
 SWEEP_BASE = 16  # base width of the sweeps' models (layer1 of a w4 model has 64 channels, like ResNet-18)
 
 
 def sweep_encoders(width: int, base: int = SWEEP_BASE) -> list[tuple[str, str]]:
-    """Every family at ``width`` times ``base``: RepeatNet l/s/f at that width factor; shared
-    bases (rank a quarter of the planes) and DACNN, compression families, at that base width, so
-    layer1 has the same channels (base x width) in every model."""
-    wide = base * width
-    return [("repeat l", f"repeat_r18_l{width}_b{base}"), ("repeat s", f"repeat_r18_s{width}_b{base}"),
-            ("repeat f", f"repeat_r18_f{width}_b{base}"), ("basis", f"basis_r18_s{wide // 4}u1_b{wide}"),
-            ("dacnn", f"dacnn_r18_mix_b{wide}")]
+    """(label, name) of what every family of the table sweeps at ``width`` times ``base``
+    (``Variant.bench_sweep``: RepeatNet l/s/f at that width factor; shared bases and DACNN, compression
+    families, at that base width), so layer1 has the same channels (base x width) in every model."""
+    return [(variant.label, variant.name) for family in FAMILIES for variant in family.bench_sweep(width, base)]
 
 
 def synchronize(device: torch.device) -> None:
@@ -110,9 +111,13 @@ class Bench:
     def time_train(self, model, optimizer) -> float:
         return self._timed(lambda: self.train_step(model, optimizer))
 
-    def time_infer(self, model) -> float:
-        """No grad, in the model's mode (eval: what validation and deployment cost)."""
-        with torch.no_grad(), self._autocast():
+    def time_infer(self, model, cache: bool = False) -> float:
+        """No grad, in the model's mode (eval: what validation and deployment cost); with ``cache``
+        inside a ``repeatseg.cached(model)`` scope whose weights are already generated, as every batch
+        of an evaluation but its first runs (the toolkit evaluates a whole split in one scope)."""
+        with torch.no_grad(), self._autocast(), cached(model) if cache else contextlib.nullcontext():
+            if cache:
+                model(self.inputs)  # the scope's one generation, not timed
             return self._timed(lambda: model(self.inputs))
 
     def time_generation(self, model) -> float:
@@ -239,8 +244,10 @@ def measure(bench: Bench, names: list[str], folded: bool = True) -> dict[str, di
         model.eval()
         bench.time_infer(model)
     infer = alternate(lambda k: bench.time_infer(built[k][0]), names, args.repeats)
+    infer_cached = alternate(lambda k: bench.time_infer(built[k][0], cache=True), names, args.repeats)
     results = {k: {"train_step_s": statistics.median(train[k]), "generation_s": statistics.median(generation[k]),
-                   "infer_s": statistics.median(infer[k]), "raw_train_step_s": train[k], "raw_infer_s": infer[k]}
+                   "infer_s": statistics.median(infer[k]), "cached_infer_s": statistics.median(infer_cached[k]),
+                   "raw_train_step_s": train[k], "raw_infer_s": infer[k], "raw_cached_infer_s": infer_cached[k]}
                for k in names}
     if folded:
         plain = {k: bench.prepare(fold(getattr(built[k][0], "_orig_mod", built[k][0]))) for k in names}
@@ -253,6 +260,9 @@ def measure(bench: Bench, names: list[str], folded: bool = True) -> dict[str, di
     return results
 
 
+TIMED = ("train_step_s", "infer_s", "cached_infer_s", "folded_infer_s")  # what compare() times, median and raw
+
+
 def compare(args: argparse.Namespace, device: torch.device) -> int:
     candidate = lookup(args.encoder)
     dense = lookup(args.against) if args.against else candidate.reference
@@ -261,7 +271,7 @@ def compare(args: argparse.Namespace, device: torch.device) -> int:
     mine, theirs = times[candidate.name], times[dense.name]
     peaks = bench.peak_memory([candidate.name, dense.name])
     memory = {"candidate": peaks[candidate.name], "dense": peaks[dense.name]}
-    ratio = {key: mine[key] / theirs[key] for key in ("train_step_s", "infer_s", "folded_infer_s")}
+    ratio = {key: mine[key] / theirs[key] for key in TIMED}
     result = {
         "candidate": candidate.name, "dense": dense.name, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -274,14 +284,15 @@ def compare(args: argparse.Namespace, device: torch.device) -> int:
         "train_step_s": {"candidate": mine["train_step_s"], "dense": theirs["train_step_s"]},
         "generation_s": mine["generation_s"], "generation_share": mine["generation_s"] / mine["train_step_s"],
         "infer_s": {"candidate": mine["infer_s"], "dense": theirs["infer_s"]},
+        "cached_infer_s": {"candidate": mine["cached_infer_s"], "dense": theirs["cached_infer_s"]},
         "folded_infer_s": {"candidate": mine["folded_infer_s"], "dense": theirs["folded_infer_s"]},
         "peak_memory_bytes": memory,
         "train_step_ratio": ratio["train_step_s"],
         "peak_memory_ratio": memory["candidate"] / memory["dense"],
         "infer_ratio": ratio["infer_s"],
+        "cached_infer_ratio": ratio["cached_infer_s"],
         "folded_infer_ratio": ratio["folded_infer_s"],
-        "raw": {key: {"candidate": mine[f"raw_{key}"], "dense": theirs[f"raw_{key}"]}
-                for key in ("train_step_s", "infer_s", "folded_infer_s")},
+        "raw": {key: {"candidate": mine[f"raw_{key}"], "dense": theirs[f"raw_{key}"]} for key in TIMED},
     }
     print(f"{candidate.name} vs {dense.name} on {result['device_name']} ({device}), batch {args.batch}, "
           f"{args.input_size}x{args.input_size}, amp {result['amp']}, compile {args.compile}, "
@@ -289,7 +300,7 @@ def compare(args: argparse.Namespace, device: torch.device) -> int:
           f"{'weights regenerated for backward, ' if args.regenerate else ''}load average {result['load_average']:.1f}")
     print(f"{'':<24}{'candidate':>12}{'dense':>12}{'ratio':>9}")
     for label, key in (("train step (ms)", "train_step_s"), ("inference (ms)", "infer_s"),
-                       ("folded inference (ms)", "folded_infer_s")):
+                       ("  inside cached() (ms)", "cached_infer_s"), ("folded inference (ms)", "folded_infer_s")):
         print(f"{label:<24}{mine[key] * 1e3:>12.2f}{theirs[key] * 1e3:>12.2f}{ratio[key]:>9.3f}")
     print(f"{'  generating weights':<24}{mine['generation_s'] * 1e3:>12.2f}{theirs['generation_s'] * 1e3:>12.2f}"
           f"{'':>9}  ({result['generation_share']:.1%} of the candidate's step)")
@@ -302,7 +313,8 @@ def compare(args: argparse.Namespace, device: torch.device) -> int:
 
 SWEEP_FIELDS = ["sweep", "value", "family", "model", "reference", "reference_of", "width", "base_width", "input_size", "batch",
                 "clock", "threads", "train_step_s",
-                "infer_s", "generation_s", "generation_share", "train_ratio", "infer_ratio", "load_average"]
+                "infer_s", "generation_s", "generation_share", "train_ratio", "infer_ratio", "load_average",
+                "cached_infer_s", "cached_infer_ratio"]
 
 
 def sweep(args: argparse.Namespace, device: torch.device) -> int:
@@ -321,7 +333,8 @@ def sweep(args: argparse.Namespace, device: torch.device) -> int:
         for label, variant in encoders:
             serves.setdefault(variant.reference.name, []).append(label)
         references = {v.reference.name: v.reference for _, v in encoders}
-        labelled = [("dense", reference) for reference in references.values()] + encoders
+        labelled = [(reference.label, reference) for reference in references.values()]
+        labelled += [(label, variant) for label, variant in encoders if variant.name not in references]
         for family, variant in labelled:
             mine, theirs = times[variant.name], times[variant.reference.name]
             rows.append({"sweep": args.sweep, "value": value, "family": family, "model": variant.name,
@@ -332,9 +345,12 @@ def sweep(args: argparse.Namespace, device: torch.device) -> int:
                          "generation_s": mine["generation_s"],
                          "generation_share": mine["generation_s"] / mine["train_step_s"],
                          "train_ratio": mine["train_step_s"] / theirs["train_step_s"],
-                         "infer_ratio": mine["infer_s"] / theirs["infer_s"], "load_average": load})
+                         "infer_ratio": mine["infer_s"] / theirs["infer_s"], "load_average": load,
+                         "cached_infer_s": mine["cached_infer_s"],
+                         "cached_infer_ratio": mine["cached_infer_s"] / theirs["cached_infer_s"]})
             print(f"{args.sweep} {value:>4}  {variant.name:<24} step {mine['train_step_s'] * 1e3:9.1f} ms  "
-                  f"x{rows[-1]['train_ratio']:.3f}  infer x{rows[-1]['infer_ratio']:.3f}  "
+                  f"x{rows[-1]['train_ratio']:.3f}  infer x{rows[-1]['infer_ratio']:.3f} "
+                  f"(cached x{rows[-1]['cached_infer_ratio']:.3f})  "
                   f"generation {rows[-1]['generation_share']:.1%}  (load {load:.1f})", flush=True)
     out = Path(args.out or f"speed_{args.sweep}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -344,10 +360,6 @@ def sweep(args: argparse.Namespace, device: torch.device) -> int:
         writer.writerows(rows)
     print(f"wrote {out}")
     return 0
-
-
-FAMILY_STYLE = {"dense": "black", "repeat l": "tab:gray", "repeat s": "tab:blue", "repeat f": "tab:red",
-                "basis": "tab:green", "dacnn": "tab:purple"}
 
 
 def groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
@@ -369,21 +381,22 @@ def figure(csv_paths: list[str], out: str) -> int:
     fig, axes = plt.subplots(len(tables), 2, figsize=(10, 3.6 * len(tables)), squeeze=False)
     for (time_ax, ratio_ax), rows in zip(axes, tables):
         kind = rows[0]["sweep"]
-        dense_styles = iter(["o-", "o--", "o:", "o-."])
+        reference_lines = iter(["-", "--", ":", "-."])
         for (family, serves), mine in groups(rows, ("family", "reference_of")).items():
-            dense = family == "dense"  # a reference, drawn once for the families it serves
+            style = get_variant(mine[0]["model"]).style  # a CSV names its models: older ones draw too
             x = [float(row["value"]) for row in mine]
-            time_ax.plot(x, [1e3 * float(row["train_step_s"]) for row in mine], next(dense_styles) if dense else "o-",
-                         color=FAMILY_STYLE[family], label=f"dense (reference of {serves})" if dense else family, ms=3)
-        for family in FAMILY_STYLE:
-            mine = [row for row in rows if row["family"] == family]
-            if family == "dense" or not mine:
-                continue
+            line = next(reference_lines) if serves else "-"  # a reference, drawn once for the families it serves
+            time_ax.plot(x, [1e3 * float(row["train_step_s"]) for row in mine], style["marker"] + line,
+                         color=style["color"], label=f"{family} (reference of {serves})" if serves else family, ms=3)
+        for family, mine in groups([row for row in rows if row["model"] != row["reference"]], ("family",)).items():
+            style = get_variant(mine[0]["model"]).style
             x = [float(row["value"]) for row in mine]
-            ratio_ax.plot(x, [float(row["train_ratio"]) for row in mine], "o-", color=FAMILY_STYLE[family],
-                          label=f"{family}: training step", ms=3)
-            ratio_ax.plot(x, [float(row["infer_ratio"]) for row in mine], "s--", color=FAMILY_STYLE[family],
-                          label=f"{family}: eval inference", ms=3, alpha=0.7)
+            inference = "cached_infer_ratio" if mine[0].get("cached_infer_ratio") else "infer_ratio"
+            ratio_ax.plot(x, [float(row["train_ratio"]) for row in mine], style["marker"] + "-", color=style["color"],
+                          label=f"{family[0]}: training step", ms=3)
+            ratio_ax.plot(x, [float(row[inference]) for row in mine], "s--", color=style["color"],
+                          label=f"{family[0]}: eval inference" + (" (cached)" if inference != "infer_ratio" else ""),
+                          ms=3, alpha=0.7)
         label = "input size (px)" if kind == "input-size" else "width factor (layer1 channels = 16 x)"
         for ax in (time_ax, ratio_ax):
             ax.set_xscale("log", base=2)
@@ -402,7 +415,8 @@ def figure(csv_paths: list[str], out: str) -> int:
         time_ax.set_title(f"{kind} sweep: {detail}, batch {first['batch']}, CPU fp32, {first['threads']} thread(s), "
                           f"{first['clock']} clock", fontsize=8)
         time_ax.legend(fontsize=7)
-        ratio_ax.legend(fontsize=6, ncol=2)
+        if ratio_ax.lines[1:]:  # beyond the line at 1: a sweep of references alone has no ratios to show
+            ratio_ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=80)
     print(f"wrote {out} ({Path(out).stat().st_size // 1024} KiB)")

@@ -51,8 +51,8 @@ def export(args: argparse.Namespace, model, metadata: dict) -> int:
     keep = {k: metadata[k] for k in ("encoder", "classes", "in_channels", "options", "decoder_channels") if k in metadata}
     output = Path(args.output)
     if args.fold:
-        # A folded RepeatNet is its dense twin; other families fold into plain convs of their own layout.
-        twin = variant.reference.name if variant.kind == "width" else None
+        # The variant says what its folded model loads into (a RepeatNet model: its dense twin), if anything.
+        twin = variant.folds_into.name if variant.folds_into is not None else None
         meta = dict(keep, encoder=twin or variant.name, folded_from=variant.name, fused_bn=str(args.fuse_bn))
         save_weights(output, fold(model, fuse_bn=args.fuse_bn).state_dict(), meta)
         how = (f"repeatseg.build_segmenter({twin!r}, classes=...)" if twin else

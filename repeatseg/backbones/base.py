@@ -7,12 +7,14 @@ A family is one file in this folder holding three things (``resnet.py``, ``basis
 1. a backbone class, a ``ResNetBackbone`` whose subclass builds the four stages (the stem,
    output-stride dilation, ``feature_info``, pooling and classifier are shared);
 2. a ``Variant`` subclass: a frozen dataclass whose fields are what a name encodes, with the
-   family's name grammar (``CODE`` and ``code``), its ``kind`` and what it is compared against;
+   family's name grammar (``CODE`` and ``code``), its ``kind``, what it is compared against, the
+   options it reads, what it folds into, how figures label and style it and what the bench sweeps;
 3. its registered default variants, timm-style: one two-line ``@register_variant`` constructor
    per name (``def basis_resnet34_s32u1(pretrained=False, **kwargs)``).
 
 plus one line in the family table (``repeatseg.variants.FAMILIES``). smp registration, the
-encoder, accounting, export, the study and the tools read everything else from the variant.
+encoder, accounting, export, the study, the report, the bench and the tools read everything else
+from the variant; none of them switches on a family's name or kind.
 """
 
 from __future__ import annotations
@@ -64,8 +66,22 @@ def parse_options(text: str) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"model option {item!r} is not key=value")
         key, value = item.split("=", 1)
+        if key.strip() in options:
+            raise ValueError(f"model option {key.strip()!r} is given twice in [{text}]")
         options[key.strip()] = yaml.safe_load(value)
     return options
+
+
+def check_options(options: dict | None, read: dict[str, Any], owner: str) -> dict[str, Any]:
+    """``read``'s defaults updated by ``options``: the one check of model options, wherever they come
+    from (a name's brackets, keyword arguments, ``options=``, a backbone's constructor). An option
+    the model does not read is refused with ``ValueError``, naming it and the options it reads."""
+    options = dict(options or {})
+    unread = sorted(set(options) - set(read))
+    if unread:
+        reads = f"it reads {', '.join(read)}" if read else "it reads no model options"
+        raise ValueError(f"{owner} does not read model option(s) {', '.join(unread)}; {reads}")
+    return {**read, **options}
 
 
 class Variant:
@@ -78,14 +94,18 @@ class Variant:
     - ``prefixes``: the name prefixes they parse (``("basis",)``); ``family`` is the one in use;
     - ``CODE``: a regex (named groups) for the family part of a name, ``from_code`` and ``code``;
     - ``model_cls``: the backbone class, built with ``model_args()``;
+    - ``ARCH_LAYERS``: the depths its names may have (``resnet18``, ``resnet34``: blocks per stage);
     - ``kind``: ``"dense"`` (the reference), ``"width"`` (as wide as a dense model, fewer stored
       bytes: compared with the dense model of the same width) or ``"compression"`` (smaller than
-      dense 1x: compared with dense 1x);
-    - ``reference`` and ``contrast`` (see their docstrings).
+      dense 1x: compared with dense 1x); only the variant itself reads it, the rest of the
+      toolkit asks the properties below;
+    - ``reference`` and ``contrast``, ``options_read``, ``folds_into``, ``label`` and ``style``,
+      ``bits_figure``, ``widened_from`` and ``bench_sweep`` (see their docstrings).
     """
 
     prefixes: ClassVar[tuple[str, ...]] = ()
     CODE: ClassVar[str] = ""
+    ARCH_LAYERS: ClassVar[dict[str, tuple[int, ...]]] = ARCH_LAYERS
     model_cls: ClassVar[type[nn.Module]]
     kind: ClassVar[str] = "width"
 
@@ -111,7 +131,7 @@ class Variant:
     def parse(cls, name: str) -> "Variant | None":
         """The variant a well-formed name describes (smp or timm form, ``_b<base>``, ``[options]``)."""
         match = _NAME.match(name)
-        if not match or match["family"] not in cls.prefixes or f"resnet{match['depth']}" not in ARCH_LAYERS:
+        if not match or match["family"] not in cls.prefixes or f"resnet{match['depth']}" not in cls.ARCH_LAYERS:
             return None
         code = re.fullmatch(cls.CODE, match["code"])
         if code is None:
@@ -151,17 +171,28 @@ class Variant:
     def option_dict(self) -> dict[str, Any]:
         return dict(self.options)
 
+    @property
+    def options_read(self) -> dict[str, Any]:
+        """The model options this variant's layers read, with their defaults."""
+        return self.model_cls.option_defaults()
+
     def with_options(self, **options) -> "Variant":
-        """This variant with ``options`` added (unknown names are refused, listing the valid ones)."""
+        """This variant with ``options`` added (one it does not read is refused: ``check_options``)."""
         if not options:
             return self
-        valid = self.model_cls.option_defaults()
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ValueError(f"{self.name}: unknown model option(s) {unknown}; "
-                             f"valid: {', '.join(valid) or 'none'}")
+        check_options(options, self.options_read, self.name)
         merged = dict(self.options, **{k: _hashable(v) for k, v in options.items()})
         return replace(self, options=tuple(sorted(merged.items())))
+
+    def recipe_options(self, options: dict | None) -> dict[str, Any]:
+        """The options of a recipe (a config's ``model.options``) that this variant reads. A
+        recipe is shared by every encoder of a study (``configs/cls/imagenet_r18_authors.yaml`` sets
+        the flip and swish layers' options for dense encoders too), so options for layers this
+        model lacks are left out; a name that no family of the table reads is refused."""
+        from ..variants import known_options  # the family table is above this module
+
+        check_options(options, known_options(), "repeatseg (any encoder)")
+        return {k: v for k, v in (options or {}).items() if k in self.options_read}
 
     @property
     def base_channels(self) -> tuple[int, ...]:
@@ -197,9 +228,38 @@ class Variant:
         return None
 
     @property
+    def folds_into(self) -> "Variant | None":
+        """The variant whose model loads ``fold(model)``'s state_dict as it is (a RepeatNet model
+        folds into its dense twin), or None if the folded model has a layout of its own."""
+        return None
+
+    @property
+    def widened_from(self) -> "Variant | None":
+        """The 1x model this one widens with plain convs (dense w4 -> dense w1): the report's width
+        effect compares them. None for every other model."""
+        return None
+
+    @property
+    def bits_figure(self) -> bool:
+        """Whether the report's "what the stored bits buy" figure places it (by the mask bits it
+        stores per generated weight, among the models compared at their own width)."""
+        return False
+
+    @classmethod
+    def bench_sweep(cls, width: int, base: int) -> list["Variant"]:
+        """The models of this family that ``tools/bench.py --sweep`` measures at a sweep point: width
+        factor ``width`` on base width ``base``, i.e. layer1 with ``width * base`` channels."""
+        return []
+
+    @property
     def label(self) -> str:
-        """How figures group encoders (``dense``, ``RepeatNet (flip)``, ``basis``, ...)."""
+        """How figures and the bench group encoders (``dense``, ``RepeatNet (flip)``, ``basis``, ...)."""
         return self.family
+
+    @property
+    def style(self) -> dict[str, str]:
+        """Matplotlib keywords (``color``, ``marker``) of its group in every figure."""
+        return {"color": "tab:olive", "marker": "o"}
 
     def metadata(self) -> dict[str, str]:
         """What export metadata records about the architecture (strings)."""
@@ -208,26 +268,40 @@ class Variant:
                 "options": json.dumps(self.option_dict, sort_keys=True)}
 
 
-def resolve_options(valid: dict[str, Any], options: dict | None, owner: str) -> dict[str, Any]:
-    """``valid``'s defaults updated by ``options``; an unknown name is refused, listing the valid ones."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"{owner}: unknown model option(s) {unknown}; valid: {', '.join(valid) or 'none'}")
-    return {**valid, **options}
+class CompressionContrast:
+    """Mixin for the variants of a compression family (smaller than dense 1x): compared with dense 1x,
+    and placed between dense 1x at half and at full base width (``compression_contrast``)."""
+
+    @property
+    def reference(self):
+        return self.contrast[0]
+
+    @property
+    def contrast(self):
+        return compression_contrast(self.arch, self.base_width)
+
+
+def dense_at(arch: str, base_width: int, width: int = 1) -> Variant:
+    """The dense ResNet at ``width`` that other families compare with."""
+    from .resnet import EncoderVariant  # the dense family (it imports this module)
+
+    return EncoderVariant(arch, width, None, base_width)
+
+
+def compression_contrast(arch: str, base_width: int) -> tuple[Variant, Variant]:
+    """(dense 1x, dense 1x at half the base width): a smaller-than-1x model's relative contribution."""
+    return dense_at(arch, base_width), dense_at(arch, base_width // 2)
 
 
 # ---------------------------------------------------------------------------------- skeleton
 
 def dilate_(module: nn.Module, rate: int) -> None:
-    """Trade every conv's and max pool's stride for dilation ``rate`` (output strides 16 and 8)."""
+    """Trade every conv's stride for dilation ``rate`` (output strides 16 and 8)."""
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
             layer.stride = (1, 1)
             layer.dilation = (rate, rate)
             layer.padding = tuple((k // 2) * rate for k in layer.kernel_size)
-        elif isinstance(layer, nn.MaxPool2d):  # a pool that downsamples a stage (DACNN) becomes identity
-            layer.kernel_size, layer.stride, layer.padding = 1, 1, 0
 
 
 class ResNetBackbone(nn.Module):
@@ -249,7 +323,8 @@ class ResNetBackbone(nn.Module):
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
-        """The model options this family reads, with their defaults."""
+        """Every model option some model of this family reads, with its default (what ``create``
+        takes from timm's keyword arguments; ``Variant.options_read`` is one model's)."""
         return dict(cls.OPTIONS)
 
     def __init__(self, stages: list[tuple[nn.Module, int]], stem_width: int, num_classes: int = 1000,
@@ -286,11 +361,16 @@ class ResNetBackbone(nn.Module):
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         if output_stride <= 16:
-            dilate_(self.layer4, 32 // output_stride)
+            self.dilate_stage(self.layer4, 32 // output_stride)
         if output_stride == 8:
-            dilate_(self.layer3, 2)
+            self.dilate_stage(self.layer3, 2)
         for info in self.feature_info:
             info["reduction"] = min(info["reduction"], output_stride)
+
+    def dilate_stage(self, stage: nn.Module, rate: int) -> None:
+        """Make ``stage`` keep its input's resolution, dilating by ``rate`` instead of striding (a
+        family whose stages downsample otherwise, e.g. with a pool, extends this)."""
+        dilate_(stage, rate)
 
     def regularization_loss(self) -> torch.Tensor | None:
         """The family's regularisation term (the trainer adds ``weight * term``), or None."""
@@ -346,8 +426,10 @@ def create(variant: Variant, pretrained: bool = False, **kwargs) -> nn.Module:
     """Build a variant's timm model. Options come as ``options={...}`` or as keyword arguments
     named like them (``gradient="bireal"``); local weights through timm's own
     ``pretrained_cfg_overlay=dict(file=PATH)``."""
+    from ..variants import known_options  # the family table is above this module
+
     options = dict(kwargs.pop("options", None) or {})
-    options.update({k: kwargs.pop(k) for k in list(kwargs) if k in variant.model_cls.option_defaults()})
+    options.update({k: kwargs.pop(k) for k in list(kwargs) if k in known_options()})  # with_options checks them
     variant = variant.with_options(**options)
     return build_model_with_cfg(variant.model_cls, variant.timm_name, pretrained, **dict(variant.model_args(), **kwargs))
 

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from ..layers.basis import FilterBasis, SharedBasisConv, group_bases
-from .base import ARCH_LAYERS, ResNetBackbone, Variant, create, register_variant
-from .resnet import BasicBlock, CompressionContrast
+from .base import ARCH_LAYERS, CompressionContrast, ResNetBackbone, Variant, check_options, create, register_variant
+from .resnet import BasicBlock
 
 
 class SharedBasisBlock(nn.Module):
@@ -62,8 +62,7 @@ class BasisResNet(ResNetBackbone):
 
     def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), shared_rank: int = 32, unique_rank: int = 1,
                  two_bases: bool = False, base_width: int = 64, options: dict | None = None, **kwargs):
-        if options:
-            raise ValueError(f"BasisResNet takes no model options, got {sorted(options)}")
+        check_options(options, self.OPTIONS, "BasisResNet")
         stages, in_channels = [], base_width
         for index, blocks in enumerate(layers):
             planes, scale = base_width * 2**index, 2**index
@@ -110,6 +109,15 @@ class BasisVariant(CompressionContrast, Variant):
     def model_args(self) -> dict:
         return dict(layers=ARCH_LAYERS[self.arch], shared_rank=self.shared_rank, unique_rank=self.unique_rank,
                     two_bases=self.two_bases, base_width=self.base_width, options=self.option_dict)
+
+    @classmethod
+    def bench_sweep(cls, width: int, base: int) -> list[BasisVariant]:
+        wide = base * width  # at the base width of layer1's channels, shared rank a quarter of the planes
+        return [cls("resnet18", wide // 4, 1, False, wide)]
+
+    @property
+    def style(self) -> dict[str, str]:
+        return {"color": "tab:green", "marker": "s"}
 
 
 VARIANT = BasisVariant  # what the family table (repeatseg.variants.FAMILIES) reads

@@ -31,8 +31,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .base import ARCH_LAYERS, ResNetBackbone, Variant, create, register_variant, resolve_options
-from .resnet import CompressionContrast
+from .base import ARCH_LAYERS, CompressionContrast, ResNetBackbone, Variant, check_options, create, register_variant
 
 
 def tied_conv(source: nn.Conv2d) -> nn.Conv2d:
@@ -94,7 +93,7 @@ class DACNN(ResNetBackbone):
                  base_width: int = 64, options: dict | None = None, **kwargs):
         if mode not in ("plain", "mix"):
             raise ValueError(f"DACNN mode must be 'plain' or 'mix', got {mode!r}")
-        roll = bool(resolve_options(self.OPTIONS, options, "DACNN")["roll"])
+        roll = bool(check_options(options, self.OPTIONS, "DACNN")["roll"])
         widths = [2 * base_width] * 4 if mode == "plain" else [base_width * 2**g for g in range(4)]
         plain_kernel = nn.Conv2d(widths[0], widths[0], 3, padding=1, bias=False) if mode == "plain" else None
         stages, in_channels = [], widths[0]
@@ -110,6 +109,12 @@ class DACNN(ResNetBackbone):
             stages.append((nn.Sequential(*stage), planes))
         super().__init__(stages, stem_width=widths[0], **kwargs)
         self.options = {"roll": roll}
+
+    def dilate_stage(self, stage: nn.Module, rate: int) -> None:
+        super().dilate_stage(stage, rate)
+        for layer in stage.modules():  # the pool that opens a stage keeps the resolution too
+            if isinstance(layer, nn.MaxPool2d):
+                layer.kernel_size, layer.stride, layer.padding = 1, 1, 0
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,14 @@ class DacnnVariant(CompressionContrast, Variant):
     def model_args(self) -> dict:
         return dict(layers=ARCH_LAYERS[self.arch], mode=self.mode, regulators=self.regulators,
                     base_width=self.base_width, options=self.option_dict)
+
+    @classmethod
+    def bench_sweep(cls, width: int, base: int) -> list[DacnnVariant]:
+        return [cls("resnet18", "mix", False, base * width)]  # at the base width of layer1's channels
+
+    @property
+    def style(self) -> dict[str, str]:
+        return {"color": "tab:purple", "marker": "^"}
 
 
 VARIANT = DacnnVariant  # what the family table (repeatseg.variants.FAMILIES) reads

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..layers import TRANSFORMS, RepeatConv2d
-from .base import ARCH_LAYERS, ResNetBackbone, Variant, create, register_variant, resolve_options
+from .base import ARCH_LAYERS, ResNetBackbone, Variant, check_options, create, register_variant
 
 WIDTHS = (1, 2, 4, 8)
 
@@ -93,14 +93,22 @@ class RepeatResNet(ResNetBackbone):
     def option_defaults(cls) -> dict[str, Any]:
         return repeat_option_defaults()  # read at call time: transforms may register later
 
+    @staticmethod
+    def options_read(transform: str | None) -> dict[str, Any]:
+        """The options a model with ``transform`` reads: none for plain convs; else every
+        RepeatConv2d's (``parent_init``) and the transform's own."""
+        if transform is None:
+            return {}
+        if transform not in TRANSFORMS:
+            raise ValueError(f"unknown RepeatNet transform {transform!r}; expected one of {tuple(TRANSFORMS)}")
+        return {**RepeatConv2d.OPTIONS, **TRANSFORMS[transform].OPTIONS}
+
     def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), width: int = 1, transform: str | None = None,
                  options: dict | None = None, base_width: int = 64, transform_options: dict | None = None, **kwargs):
-        options = resolve_options(self.option_defaults(), {**(transform_options or {}), **(options or {})},
-                                  type(self).__name__)
+        owner = f"{type(self).__name__}(transform={transform!r})"
+        options = check_options({**(transform_options or {}), **(options or {})}, self.options_read(transform), owner)
         conv = plain_conv
         if transform is not None:
-            if transform not in TRANSFORMS:
-                raise ValueError(f"unknown RepeatNet transform {transform!r}; expected one of {tuple(TRANSFORMS)}")
             own = {k: v for k, v in options.items() if k in TRANSFORMS[transform].OPTIONS}
             layer = {k: v for k, v in options.items() if k in RepeatConv2d.OPTIONS}
             conv = functools.partial(repeat_conv, transform=transform, transform_options=own, **layer)
@@ -162,6 +170,10 @@ class EncoderVariant(Variant):
                     base_width=self.base_width, options=self.option_dict)
 
     @property
+    def options_read(self) -> dict[str, Any]:
+        return RepeatResNet.options_read(self.transform)
+
+    @property
     def dense_twin(self) -> EncoderVariant:
         """The dense model of the same width: what ratios and relative contributions compare against."""
         return EncoderVariant(self.arch, self.width, None, self.base_width)
@@ -177,34 +189,41 @@ class EncoderVariant(Variant):
         return self.dense_twin, EncoderVariant(self.arch, 1, None, self.base_width)
 
     @property
+    def folds_into(self) -> EncoderVariant:
+        return self.dense_twin  # a folded RepeatNet is its dense twin; a dense model is already plain
+
+    @property
+    def widened_from(self) -> EncoderVariant | None:
+        return EncoderVariant(self.arch, 1, None, self.base_width) if self.is_dense and self.width > 1 else None
+
+    @property
+    def bits_figure(self) -> bool:
+        return self.transform is not None
+
+    @classmethod
+    def bench_sweep(cls, width: int, base: int) -> list[EncoderVariant]:
+        """RepeatNet with the paper's transforms at ``width`` on ``base`` (their references: its dense twins)."""
+        return [cls("resnet18", width, transform, base) for transform in SWEPT_TRANSFORMS]
+
+    @property
     def label(self) -> str:
         return "dense" if self.transform is None else f"RepeatNet ({self.transform})"
+
+    @property
+    def style(self) -> dict[str, str]:
+        if self.transform is None:
+            return {"color": "black", "marker": "o"}
+        others = [name for name in TRANSFORMS if name not in TRANSFORM_COLOURS]
+        colour = TRANSFORM_COLOURS.get(self.transform) or SPARE_COLOURS[others.index(self.transform) % len(SPARE_COLOURS)]
+        return {"color": colour, "marker": "o"}
 
     def metadata(self) -> dict[str, str]:
         return dict(super().metadata(), transform=self.transform or "dense")
 
 
-def dense_at(arch: str, base_width: int, width: int = 1) -> EncoderVariant:
-    """The dense ResNet a compression family compares with."""
-    return EncoderVariant(arch, width, None, base_width)
-
-
-def compression_contrast(arch: str, base_width: int) -> tuple[EncoderVariant, EncoderVariant]:
-    """(dense 1x, dense 1x at half the base width): a smaller-than-1x model's relative contribution."""
-    return dense_at(arch, base_width), dense_at(arch, base_width // 2)
-
-
-class CompressionContrast:
-    """Mixin for the variants of a compression family (smaller than dense 1x): compared with dense 1x,
-    and placed between dense 1x at half and at full base width (``compression_contrast``)."""
-
-    @property
-    def reference(self):
-        return self.contrast[0]
-
-    @property
-    def contrast(self):
-        return compression_contrast(self.arch, self.base_width)
+SWEPT_TRANSFORMS = ("linear", "swish", "flip")  # the paper's three: what bench sweeps measure
+TRANSFORM_COLOURS = {"linear": "tab:gray", "swish": "tab:blue", "flip": "tab:red"}
+SPARE_COLOURS = ("tab:orange", "tab:brown", "tab:pink", "tab:cyan")  # other transforms, in registration order
 
 
 VARIANT = EncoderVariant  # what the family table (repeatseg.variants.FAMILIES) reads

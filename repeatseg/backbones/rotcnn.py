@@ -48,7 +48,7 @@ from torch import nn
 
 from ..layers import RepeatConv2d
 from ..layers.partial_tiles import PARTIAL_TILES
-from .base import resolve_options
+from .base import check_options
 
 LAYOUT = ((7, 1), (5, 2), (5, 2), (5, 2), (5, 2), (5, 0))  # (kernel, padding) of the six blocks
 POOLED_AFTER = (2, 4)  # blocks followed by a 2x2 max pool
@@ -127,7 +127,7 @@ class RotCNN(nn.Module):
             raise ValueError(f"RotCNN needs {len(LAYOUT)} widths, got {widths}")
         if global_pool != "avg":
             raise ValueError(f"only global_pool='avg' is supported, got {global_pool!r}")
-        self.options = resolve_options(self.OPTIONS, options, type(self).__name__)
+        self.options = check_options(options, self.OPTIONS, type(self).__name__)
         self.widths, self.group_size, self.num_classes, self.drop_rate = tuple(widths), group_size, num_classes, drop_rate
         in_channels = in_chans
         for index, ((kernel, padding), width) in enumerate(zip(LAYOUT, widths)):
@@ -184,7 +184,7 @@ class RepeatRotCNN(RotCNN):
 
     def __init__(self, widths: tuple[int, ...], parents: tuple[int, ...] = VANILLA_WIDTHS, transform: str = "swish",
                  options: dict | None = None, **kwargs):
-        options = resolve_options(self.OPTIONS, options, type(self).__name__)
+        options = check_options(options, self.OPTIONS, type(self).__name__)
         if options["partial_tiles"] not in PARTIAL_TILES:
             raise ValueError(f"{type(self).__name__}: partial_tiles {options['partial_tiles']!r} is not one of {PARTIAL_TILES}")
         block = functools.partial(repeat_block, parents=tuple(parents), transform=transform, options=options)
@@ -296,7 +296,7 @@ def create_rotcnn(model_cls: type[RotCNN], name: str, pretrained: bool = False, 
     """Build a rotcnn timm model; model options come as ``options={...}`` or as keyword arguments
     named like them (``partial_tiles="authors"``)."""
     options = dict(kwargs.pop("options", None) or {})
-    # any option of the family, so that one this model does not read is refused by name (resolve_options)
+    # any option of the family, so that one this model does not read is refused by name (check_options)
     options.update({k: kwargs.pop(k) for k in list(kwargs) if k in {**model_cls.OPTIONS, **RepeatRotCNN.OPTIONS}})
     feature_cfg = dict(out_indices=tuple(range(len(FEATURE_BLOCKS))))
     return build_model_with_cfg(model_cls, name, pretrained, feature_cfg=feature_cfg, options=options, **kwargs)

@@ -64,7 +64,7 @@ class SkipAdapterEncoder(EncoderMixin):
         return {16: [self.layer3], 32: [self.layer4]}
 
     def make_dilated(self, output_stride: int) -> None:
-        # The backbone's own rule (it also turns a stage's downsampling pool into identity).
+        # The backbone's own rule (``dilate_stage``: a family whose stages pool dilates its pools too).
         if output_stride not in (8, 16):
             raise ValueError(f"Output stride should be 16 or 8, got {output_stride}.")
         self.set_output_stride(output_stride)

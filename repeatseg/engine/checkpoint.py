@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint_files import BEST, CHECKPOINT_DIR, MANIFEST, STATE, WEIGHTS  # noqa: F401  (re-exported)
 from ..files import (  # noqa: F401  (re-exported: the engine's one import for file I/O)
     OWNER_FILE,
     TEMP_SUFFIX,
@@ -37,11 +38,10 @@ from ..files import (  # noqa: F401  (re-exported: the engine's one import for f
     write_json,
 )
 
-WEIGHTS, BEST, STATE, MANIFEST = "last.safetensors", "best.safetensors", "last.state.pt", "manifest.json"
 PENDING = ".pending"
 FORMAT = "repeatseg-checkpoint-v1"
 # What a run folder may hold; a fresh run refuses a folder holding anything else.
-RUN_FILES = {"config.yaml", "metrics.jsonl", "metrics.json", "checkpoints", OWNER_FILE}
+RUN_FILES = {"config.yaml", "metrics.jsonl", "metrics.json", CHECKPOINT_DIR, OWNER_FILE}
 
 
 class CheckpointError(ValueError):
@@ -179,7 +179,7 @@ def remove_temporaries(run_dir: str | Path) -> list[Path]:
     """Delete what killed atomic writes left (``.<name>.<random>.tmp``); call only while the
     folder is claimed, when no other process writes there."""
     run_dir = Path(run_dir)
-    removed = [p for folder in (run_dir, run_dir / "checkpoints") if folder.is_dir()
+    removed = [p for folder in (run_dir, run_dir / CHECKPOINT_DIR) if folder.is_dir()
                for p in folder.iterdir() if p.is_file() and _is_temporary(p)]
     for path in removed:
         path.unlink(missing_ok=True)
@@ -192,7 +192,7 @@ def foreign_entries(run_dir: str | Path) -> list[str]:
     if not run_dir.is_dir():
         return []
     found = [p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not _is_temporary(p)]
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = run_dir / CHECKPOINT_DIR
     if checkpoints.is_dir():
         found += [f"checkpoints/{p.name}" for p in checkpoints.iterdir()
                   if p.name != PENDING and not _is_temporary(p)]
@@ -201,7 +201,7 @@ def foreign_entries(run_dir: str | Path) -> list[str]:
 
 def recover(run_dir: str | Path) -> None:
     """Before a resume: finish or discard an interrupted checkpoint write, remove temporaries."""
-    roll_forward(Path(run_dir) / "checkpoints")
+    roll_forward(Path(run_dir) / CHECKPOINT_DIR)
     remove_temporaries(run_dir)
 
 
@@ -209,7 +209,7 @@ def discard_aborted(run_dir: str | Path) -> None:
     """Before a fresh start: drop what an attempt that never reached a checkpoint left behind
     (its log, a first checkpoint not yet moved into place, temporaries)."""
     run_dir = Path(run_dir)
-    shutil.rmtree(run_dir / "checkpoints" / PENDING, ignore_errors=True)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR / PENDING, ignore_errors=True)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     remove_temporaries(run_dir)
 

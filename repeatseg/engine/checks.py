@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint_files import CHECKPOINT_DIR, WEIGHTS
 from ..config import SegConfig, load_config
 from ..data.synthetic import make_synthetic_voc
 from ..segmenter import load_segmenter
@@ -59,7 +60,7 @@ def training_check(name: str, workdir: Path, dist: DistInfo, encoder: str, *, am
         losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                   if '"loss"' in line]
         first, last = statistics.fmean(losses[:2]), statistics.fmean(losses[-2:])
-        model, _ = load_segmenter(run_dir / "checkpoints" / "last.safetensors")
+        model, _ = load_segmenter(run_dir / CHECKPOINT_DIR / WEIGHTS)
         model.to(dist.device)
         if channels_last:
             model.to(memory_format=torch.channels_last)

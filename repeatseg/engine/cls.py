@@ -19,24 +19,36 @@ from ..data.digits import ensure_digits
 from ..data.imagenet import ImageFolderClassification, classification_transforms
 from ..data.rot_digits import ROTATION_SETS, make_rot_digits, rotation_datasets
 from ..data.synthetic import make_synthetic_imagenet
+from ..layers import cached
 from ..registry import register
 from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import build_trainer, seed_everything, start_run, uses_channels_last
 
+DEFAULT_LENGTH = {"epochs": 90}  # when a config gives neither epochs nor iters (the paper's ImageNet length)
+
 
 def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0, options: dict | None = None) -> nn.Module:
-    """A repeatseg timm model (registering e.g. ``repeat_resnet18_f4_b16`` on the fly; ``options``
-    are its model options) or any timm model."""
-    if is_classifier(name):  # classification-only families (rotcnn_*)
-        return build_classifier_model(name, num_classes=num_classes, drop_rate=drop_rate, options=options or {})
+    """A repeatseg timm model (registering e.g. ``repeat_resnet18_f4_b16`` on the fly) or any timm
+    model. ``options`` are a recipe's model options: the model gets those it reads
+    (``Variant.recipe_options``), kept as ``model.model_options`` for its checkpoints. The
+    classification-only families (``rotcnn_*``) take theirs as they are."""
+    if is_classifier(name):
+        model = build_classifier_model(name, num_classes=num_classes, drop_rate=drop_rate, options=options or {})
+        model.model_options = dict(getattr(model, "options", None) or options or {})
+        return model
     try:
-        variant = register(name, **(options or {}))
+        variant = register(name)
     except ValueError:
         if not timm.is_model(name) or options:
             raise
-        return timm.create_model(name, num_classes=num_classes, drop_rate=drop_rate)
-    return timm.create_model(variant.timm_name, num_classes=num_classes, drop_rate=drop_rate,
-                             options=variant.option_dict)
+        model = timm.create_model(name, num_classes=num_classes, drop_rate=drop_rate)
+        model.model_options = {}
+        return model
+    variant = register(variant, **variant.recipe_options(options))
+    model = timm.create_model(variant.timm_name, num_classes=num_classes, drop_rate=drop_rate,
+                              options=variant.option_dict)
+    model.model_options = variant.option_dict
+    return model
 
 
 def data_root(cfg: ClsConfig, dist: DistInfo) -> Path:
@@ -98,10 +110,11 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
     model.eval()
     metrics = {k: MulticlassAccuracy(num_classes, top_k=k, average="micro", validate_args=False).to(device)
                for k in (1, min(5, num_classes))}
-    for images, labels in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
-        logits = model(to_device(images, device, channels_last)).float()
-        for metric in metrics.values():
-            metric.update(logits, labels.to(device))
+    with cached(model):  # each generated weight once per evaluation (repeatseg.layers.cached)
+        for images, labels in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+            logits = model(to_device(images, device, channels_last)).float()
+            for metric in metrics.values():
+                metric.update(logits, labels.to(device))
     model.train(was_training)
     top1, top5 = (float(metric.compute()) for metric in metrics.values())
     return {"top1": top1, "top5": top5}
@@ -131,9 +144,9 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
 
     trainer = build_trainer(
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
-        primary_metric="top1", resume=resume, default_length={"epochs": 90},  # the paper's ImageNet length
+        primary_metric="top1", resume=resume, default_length=DEFAULT_LENGTH,
         metadata={"model": cfg.model.name, "num_classes": cfg.model.num_classes, "task": "classification",
-                  "options": cfg.model.options,
+                  "options": model.model_options,
                   "classes": train_loader.dataset.classes},
     )
     final = trainer.fit()

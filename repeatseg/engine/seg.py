@@ -16,8 +16,10 @@ from ..config import SegConfig, save_config
 from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, save_mask, to_device, train_transform
 from ..data.digits import ensure_digits
 from ..data.synthetic import make_synthetic_voc
+from ..layers import cached
 from ..metrics import SegmentationMetrics
 from ..segmenter import build_segmenter, decoder_metadata
+from ..variants import get_variant
 from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import autocast_dtype, build_trainer, seed_everything, start_run, uses_channels_last
 
@@ -104,18 +106,19 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
     metrics = SegmentationMetrics(num_classes, device=device,
                                   class_names=tuple(names) if names and len(names) == num_classes else None)
     dtype = autocast_dtype(amp, device)
-    for images, masks, indices, sizes in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
-        check_mask_classes(masks, indices, loader.dataset, num_classes)
-        inputs = to_device(images, device, channels_last)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(inputs).float()
-            if flip:
-                logits = logits + model(inputs.flip(-1)).float().flip(-1)
-        prediction = logits.argmax(1)
-        metrics.update(prediction, masks.to(device))  # padding is 255 in masks: ignored
-        if on_prediction is not None:
-            for index, pred, (height, width) in zip(indices.tolist(), prediction, sizes.tolist()):
-                on_prediction(index, pred[:height, :width])
+    with cached(model):  # each generated weight once per evaluation (repeatseg.layers.cached)
+        for images, masks, indices, sizes in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+            check_mask_classes(masks, indices, loader.dataset, num_classes)
+            inputs = to_device(images, device, channels_last)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = model(inputs).float()
+                if flip:
+                    logits = logits + model(inputs.flip(-1)).float().flip(-1)
+            prediction = logits.argmax(1)
+            metrics.update(prediction, masks.to(device))  # padding is 255 in masks: ignored
+            if on_prediction is not None:
+                for index, pred, (height, width) in zip(indices.tolist(), prediction, sizes.tolist()):
+                    on_prediction(index, pred[:height, :width])
     model.train(was_training)
     return metrics.compute()
 
@@ -187,7 +190,8 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     model = build_segmenter(cfg.model.encoder, classes=cfg.model.classes, in_channels=cfg.model.in_channels,
                             decoder_channels=cfg.model.decoder_channels,
                             encoder_weights=None if resume else cfg.model.encoder_weights,
-                            weights_dir=cfg.model.weights_dir, options=cfg.model.options)
+                            weights_dir=cfg.model.weights_dir,
+                            options=get_variant(cfg.model.encoder).recipe_options(cfg.model.options))
     report = model.encoder_weights_report
     if report is not None:  # every number stays traceable to the weights it started from
         cfg.provenance["encoder_weights"] = {"path": report.path, "sha256": report.sha256, "metadata": report.metadata}

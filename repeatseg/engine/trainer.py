@@ -82,15 +82,34 @@ def start_run(run_dir: Path, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def total_steps(schedule_cfg, steps_per_epoch: int, default: dict) -> int:
-    """The schedule's length in optimiser steps, from ``epochs`` or ``iters`` (not both), else from
-    the task's ``default`` (``{"iters": N}`` or ``{"epochs": N}``)."""
+def schedule_length(schedule_cfg, steps_per_epoch: int | None, default: dict) -> tuple[int | None, int | None]:
+    """(optimiser steps, epochs) of a schedule, from ``epochs`` or ``iters`` (not both), else from
+    the task's ``default`` (``{"iters": N}`` or ``{"epochs": N}``); the last epoch may be partial.
+    None where ``steps_per_epoch`` is needed and unknown (the study's plan, before the data exist)."""
     epochs, iters = schedule_cfg.epochs, schedule_cfg.iters
     if epochs is not None and iters is not None:
         raise ValueError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters), not both")
     if epochs is None and iters is None:
         epochs, iters = default.get("epochs"), default.get("iters")
-    return iters if iters is not None else epochs * steps_per_epoch
+    if iters is not None:
+        return iters, None if steps_per_epoch is None else math.ceil(iters / steps_per_epoch)
+    return None if steps_per_epoch is None else epochs * steps_per_epoch, epochs
+
+
+def total_steps(schedule_cfg, steps_per_epoch: int, default: dict) -> int:
+    """The schedule's length in optimiser steps (``schedule_length``)."""
+    return schedule_length(schedule_cfg, steps_per_epoch, default)[0]
+
+
+def evaluates_after(epoch: int, total_epochs: int, eval_every: int) -> bool:
+    """Whether a run evaluates after ``epoch`` (1-based) of ``total_epochs``: every ``eval_every``
+    epochs and after the last."""
+    return epoch % eval_every == 0 or epoch >= total_epochs
+
+
+def evaluations(total_epochs: int, eval_every: int) -> int:
+    """How many times a run of ``total_epochs`` evaluates (``evaluates_after``)."""
+    return sum(evaluates_after(epoch, total_epochs, eval_every) for epoch in range(1, total_epochs + 1))
 
 
 def prepare_model(model: nn.Module, train_cfg, dist: DistInfo) -> tuple[nn.Module, nn.Module]:
@@ -192,7 +211,7 @@ class Trainer:
     # ----------------------------------------------------------------------------- files
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.run_dir / ckpt.CHECKPOINT_DIR
 
     def log(self, record: dict) -> None:
         if not self.dist.is_main:
@@ -288,7 +307,7 @@ class Trainer:
             self.progress.epoch += 1
             done = self.progress.step >= self.total_steps
             improved = False
-            if done or self.progress.epoch % self.eval_every == 0:
+            if evaluates_after(self.progress.epoch, self.progress.epoch if done else self.total_epochs, self.eval_every):
                 final = self.evaluate(self.model)
                 record = {"epoch": self.progress.epoch, "step": self.progress.step,
                           "val": {k: v for k, v in final.items() if k != "confusion_matrix"}}

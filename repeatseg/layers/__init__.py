@@ -7,6 +7,7 @@ from .protocol import (
     SharingLayer,
     bit_parameter_names,
     bit_parameters,
+    cached,
     default_regularization_weight,
     fold_layers,
     generating_layers,
@@ -21,6 +22,7 @@ from .transforms import (
     TRANSFORMS,
     ChildTransform,
     FlipRepeat,
+    FusedGeneration,
     LinearRepeat,
     SwishRepeat,
     make_transform,
@@ -28,10 +30,10 @@ from .transforms import (
 )
 
 __all__ = [
-    "RepeatConv2d", "ChildTransform", "LinearRepeat", "SwishRepeat", "FlipRepeat", "RandomSignRepeat",
+    "RepeatConv2d", "ChildTransform", "FusedGeneration", "LinearRepeat", "SwishRepeat", "FlipRepeat", "RandomSignRepeat",
     "CoarseFlipRepeat", "make_transform",
     "register_transform", "TRANSFORMS", "GRADIENT_RULES", "hard_sign", "sign_ste", "surrogate_grad",
     "FilterBasis", "SharedBasisConv", "group_bases", "SharingLayer", "parameter_kinds", "bit_parameters",
-    "bit_parameter_names", "fold_layers", "generating_layers",
+    "bit_parameter_names", "fold_layers", "generating_layers", "cached",
     "regularization_loss", "regularized_layers", "default_regularization_weight",
 ]

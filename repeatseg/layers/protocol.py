@@ -12,6 +12,8 @@ walk itself) and what layers declare (``scores``, ``transform``, ...).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -48,11 +50,50 @@ class SharingLayer:
         """(penalty, normaliser) pairs; the model's term is sum(penalties) / sum(normalisers)."""
         return []
 
-    def generate(self) -> torch.Tensor | None:
-        """The weight this layer generates from what it stores, generated afresh as a training
-        forward does (in the compute dtype, differentiable), or None if it stores its weights.
-        ``tools/bench.py`` times it to report the share of a step spent generating weights."""
+    def generate(self, dtype: torch.dtype | None = None) -> torch.Tensor | None:
+        """The weight this layer generates from what it stores, generated now as a forward does
+        (in ``dtype``, default the compute dtype; differentiable), or None if it stores its
+        weights. ``tools/bench.py`` times it to report the share of a step spent generating weights."""
         return None
+
+    def generated(self, dtype: torch.dtype | None = None) -> torch.Tensor | None:
+        """What a forward computes with: ``generate(dtype)``, or inside a ``cached(model)`` scope the
+        weight this layer generated first in it (one per dtype, grad mode and inference mode)."""
+        if torch.compiler.is_compiling():  # a graph generates from its parameters (and no graph break here)
+            return self.generate(dtype)
+        scope = _CACHED.get(id(self))
+        if scope is None:
+            return self.generate(dtype)
+        key = (dtype, torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+        if key not in scope:
+            scope[key] = self.generate(dtype)
+        return scope[key]
+
+    def is_cached(self) -> bool:
+        """Whether this layer is inside a ``cached`` scope."""
+        return id(self) in _CACHED
+
+
+# id(layer) -> {(dtype, grad mode, inference mode): weight} for the layers inside a ``cached`` scope.
+# Held outside the modules, so copies, pickles and state_dicts never see a generated weight.
+_CACHED: dict[int, dict] = {}
+
+
+@contextlib.contextmanager
+def cached(model: nn.Module):
+    """Inside the scope, every generating layer of ``model`` generates its weight once and reuses
+    it; leaving the scope drops every weight generated in it (in the manner of
+    ``torch.nn.utils.parametrize.cached``). Outside a scope a layer generates on every forward, so
+    no write to its parameters (``.data``, ``copy_``, ``load_state_dict``, ``.to()``) can leave a
+    stale weight. Inside, the parameters are taken as fixed: use it where they are (evaluation,
+    inference), not across an optimiser step. Nested scopes over the same layers are one scope."""
+    layers = [layer for layer in generating_layers(model) if id(layer) not in _CACHED]
+    _CACHED.update((id(layer), {}) for layer in layers)  # ``layers`` keeps the ids alive meanwhile
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            del _CACHED[id(layer)]
 
 
 def _own_kind(module: nn.Module, name: str) -> str:

@@ -10,27 +10,19 @@ Width repetition: one layer, ``tile_out x tile_in`` tiles of its own parent.
 Depth repetition: several layers built with the same ``parent`` Parameter, each with its own
 transform (``RepeatConv2d.sharing(parent_conv, ...)``); the parent is counted and updated once.
 
-Generated weights are reused, never regenerated for nothing (``GeneratedWeight``):
-
-- inference (eval mode, and no grad or frozen parameters): the weight is kept and reused until
-  one of its inputs changes (the parent's and the transform's tensors: version, storage, device,
-  dtype, requires_grad; the autocast dtype, grad and inference mode),
-  so eval-mode inference costs what the dense twin costs. ``train()``/``eval()``, ``.to()`` and
-  ``load_state_dict`` drop it. In-place writes that bypass autograd's version counter (through
-  ``param.data``; fused optimisers, as of torch 2.14) are seen after the next training forward or
-  ``train()``/``eval()`` switch, as in every training loop.
-- otherwise (training): the weight is held weakly, alive only while an autograd graph holds it, so a
-  layer called twice before backward generates once and nothing is kept after backward.
-- under autocast the weight is generated directly in the compute dtype (the parent is cast).
-- while compiling or tracing (torch.compile, torch.export, jit.trace) nothing is reused: the graph
-  generates the weight from its parameters.
+A layer generates its weight on every forward through one method, ``generate``: no generated
+weight is kept between calls, so no write to the parameters (an optimiser step, ``.data``,
+``load_state_dict``, ``.to()``) can leave a stale output. The fast paths are explicit:
+``repeatseg.cached(model)`` (generate once per scope, for evaluation and inference) and
+``repeatseg.fold(model)`` (plain convs holding the generated weights). Under autocast the weight
+is generated directly in the compute dtype (the parent is cast, never the child).
 """
 
 from __future__ import annotations
 
 import math
 import weakref
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
@@ -70,7 +62,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
 
     #: Memory for time: when True (set it on the class or on a layer), the conv does not keep the
     #: generated weight for backward but generates it again there (one more forward generation per
-    #: step; a dense weight's worth of memory less per layer; a layer called twice then generates twice).
+    #: step; a dense weight's worth of memory less per layer). Not inside a ``cached`` scope.
     regenerate_for_backward: bool = False
 
     def __init__(
@@ -130,7 +122,6 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
             self.transform = partial_transform(partial_tiles, transform, parent_shape, (out_channels, in_channels),
                                                **(transform_options or {})).to(**factory)
         self.bias = nn.Parameter(torch.zeros(out_channels, **factory)) if bias else None
-        self._generated = GeneratedWeight()
 
     def _init_parent(self, parent: torch.Tensor) -> None:
         with torch.no_grad():
@@ -165,43 +156,15 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
     @property
     def weight(self) -> torch.Tensor:  # type: ignore[override]
         """The generated (child) weight, shape (out_channels, in_channels, k, k): the one forward uses."""
-        return self.generated_weight()
+        return self.generated(compute_dtype(self.parent))
 
-    @torch.jit.unused
-    def generated_weight(self) -> torch.Tensor:
-        """The child weight in the compute dtype, reused when its inputs are unchanged (module doc)."""
-        dtype = compute_dtype(self.parent)
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
-            return self.transform(self.parent, dtype)
-        key = self._generation_key(dtype)
-        weight = self._generated.get(key)
-        if weight is None:
-            weight = self.transform(self.parent, dtype)
-            # Kept only for inference, and only a weight that carries no autograd graph.
-            self._generated = GeneratedWeight(key, weight, keep=not (self.training or weight.requires_grad))
-        return weight
-
-    def generate(self) -> torch.Tensor:
-        """The child weight generated afresh in the compute dtype (what a training forward costs)."""
-        return self.transform(self.parent, compute_dtype(self.parent))
-
-    def _generation_inputs(self) -> tuple[torch.Tensor, ...]:
-        """The parent and the transform's parameters and buffers (read from the module's own
-        dicts, a few microseconds a forward cheaper than ``parameters()``, unless it nests modules)."""
-        transform = self.transform
-        if transform._modules:
-            return (self.parent, *transform.parameters(), *transform.buffers())
-        own = (*transform._parameters.values(), *transform._buffers.values())
-        return (self.parent, *(t for t in own if t is not None))
-
-    def _generation_key(self, dtype: torch.dtype) -> tuple | None:
-        """What the generated weight depends on, or None if it cannot be told (never reuse then)."""
-        key: list = [dtype, self.training, torch.is_grad_enabled(), torch.is_inference_mode_enabled()]
-        for tensor in self._generation_inputs():
-            if type(tensor) not in PLAIN_TENSORS or tensor.is_inference() or is_wrapped(tensor):
-                return None  # functorch, fake or inference tensors: no version counter to trust
-            key += (id(tensor), tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device, tensor.requires_grad)
-        return tuple(key)
+    def generate(self, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """The child weight generated now from the parent and the transform, in ``dtype`` (default:
+        the compute dtype, autocast's when it is on), differentiable. The one place a weight is
+        made: forward, ``weight``, ``fold``, ``cached``, regeneration for backward and the bench."""
+        if not torch.jit.is_scripting() and dtype is None:
+            dtype = compute_dtype(self.parent)
+        return self.transform(self.parent, dtype)
 
     def reset_parameters(self) -> None:
         # nn.Conv2d.__init__ calls this before the parent exists.
@@ -214,17 +177,18 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
-            return self._conv_forward(x, self.transform(self.parent, None), self.bias)
-        weight = self.generated_weight()
-        if not (self.regenerate_for_backward and weight.requires_grad) or torch.compiler.is_compiling():
-            return self._conv_forward(x, weight, self.bias)
-        with torch.autograd.graph.saved_tensors_hooks(*self._regenerating_hooks(weight)):
-            return self._conv_forward(x, weight, self.bias)
+            return self._conv_forward(x, self.generate(self.parent.dtype), self.bias)
+        weight = self.generated(compute_dtype(self.parent))
+        if self.regenerate_for_backward and not torch.compiler.is_compiling() and weight.requires_grad \
+                and not self.is_cached():
+            with torch.autograd.graph.saved_tensors_hooks(*self._regenerating_hooks(weight)):
+                return self._conv_forward(x, weight, self.bias)
+        return self._conv_forward(x, weight, self.bias)
 
     def _regenerating_hooks(self, weight: torch.Tensor):
         """Saved-tensor hooks under which the conv saves, instead of ``weight``, a note to generate
         it again (without autograd) when backward needs it; inputs changed since are refused."""
-        inputs = self._generation_inputs()
+        inputs = (self.parent, *self.transform.generation_inputs())
         versions = [t._version for t in inputs]
         target, dtype = weakref.ref(weight), weight.dtype  # the hooks must not keep the weight alive
 
@@ -238,22 +202,9 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
                 raise RuntimeError("one of the variables needed for gradient computation has been modified by an "
                                    "inplace operation: an input of a RepeatConv2d weight regenerated for backward")
             with torch.no_grad():
-                return self.transform(self.parent, dtype)
+                return self.generate(dtype)
 
         return pack, unpack
-
-    # Anything that may replace or convert the inputs drops the kept weight (their versions need not move).
-    def train(self, mode: bool = True) -> "RepeatConv2d":
-        self._generated = GeneratedWeight()
-        return super().train(mode)
-
-    def _apply(self, fn, recurse=True):
-        self._generated = GeneratedWeight()
-        return super()._apply(fn, recurse)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._generated = GeneratedWeight()
-        return super()._load_from_state_dict(*args, **kwargs)
 
     def folded(self) -> nn.Conv2d:
         """A plain Conv2d holding the generated weight (and the bias)."""
@@ -261,7 +212,7 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
                           self.dilation, self.groups, bias=self.bias is not None, padding_mode=self.padding_mode,
                           device=self.parent.device, dtype=self.parent.dtype)
         with torch.no_grad():
-            plain.weight.copy_(self.transform(self.parent))
+            plain.weight.copy_(self.generate(self.parent.dtype))
             if self.bias is not None:
                 plain.bias.copy_(self.bias)
         return plain
@@ -271,7 +222,6 @@ class RepeatConv2d(SharingLayer, nn.Conv2d):
 
 
 PARENT_INITS = ("he_child", "xavier")
-PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 _REGENERATE = object()  # what a conv saves instead of a weight it regenerates for backward
 
 
@@ -281,32 +231,3 @@ def compute_dtype(parent: torch.Tensor) -> torch.dtype:
     if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return parent.dtype
-
-
-def is_wrapped(tensor: torch.Tensor) -> bool:
-    """A functorch (vmap, grad) wrapper: its version and storage are not the wrapped tensor's."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
-
-
-class GeneratedWeight:
-    """A layer's last generated weight and the key of the inputs it came from.
-
-    Kept (a strong reference) only for inference; otherwise a weak reference, alive while an
-    autograd graph saves the weight for backward and gone after it. Never copied or pickled:
-    ``deepcopy`` and ``torch.save`` of a model see an empty one.
-    """
-
-    __slots__ = ("key", "kept", "weak")
-
-    def __init__(self, key: tuple | None = None, weight: torch.Tensor | None = None, keep: bool = False):
-        self.key = key if weight is not None else None
-        self.kept = weight if keep else None
-        self.weak = weakref.ref(weight) if weight is not None else None
-
-    def get(self, key: tuple | None) -> torch.Tensor | None:
-        if key is None or key != self.key:
-            return None
-        return self.kept if self.kept is not None else self.weak()
-
-    def __reduce__(self):
-        return (GeneratedWeight, ())

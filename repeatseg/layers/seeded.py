@@ -11,12 +11,10 @@ buffer regenerated from the seed at construction and whenever a state_dict is lo
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
-from .transforms import ChildTransform, keep_inputs, kept_inputs, register_transform, sum_taps, sum_tiles
+from .transforms import ChildTransform, per_tile, register_transform, sum_taps, sum_tiles, tiles_view
 
 
 def draw_seed() -> torch.Tensor:
@@ -58,48 +56,23 @@ class RandomSignRepeat(ChildTransform):
             fresh = seeded_signs(int(self.seed), tuple(self.signs.shape))
             self.signs = fresh.to(device=self.signs.device, dtype=self.signs.dtype)
 
-    def forward(self, parent: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return self.reference(parent).to(dtype if dtype is not None else parent.dtype)
-        return _random_sign_generate(parent, self.scale, self.signs, dtype or parent.dtype)
+    def generation_inputs(self) -> tuple[torch.Tensor, ...]:
+        return (self.scale, self.signs)
 
     def reference(self, parent: torch.Tensor) -> torch.Tensor:
-        """The same child from plain tensor ops (TorchScript path; tests compare gradients)."""
         n, m, kh, kw = parent.shape
         signs = self.signs.view(self.tile_out, n, self.tile_in, m, kh, kw)
-        scale = self.scale.view(self.tile_out, 1, self.tile_in, 1, 1, 1)
-        return (signs * scale * parent.view(1, n, 1, m, kh, kw)).reshape(self.signs.shape)
+        return (signs * per_tile(self.scale) * tiles_view(parent)).reshape(self.signs.shape)
 
+    def fused_forward(self, parent, scale, signs, *, dtype):
+        """R * a * tiled parent in one child-sized buffer (the signs are a buffer: saved by
+        reference, as f's scores are)."""
+        n, m, kh, kw = parent.shape
+        child = signs.to(dtype, copy=True).view(self.tile_out, n, self.tile_in, m, kh, kw)
+        return child.mul_(tiles_view(parent.to(dtype))).mul_(per_tile(scale.to(dtype)))
 
-class _RandomSignGenerate(torch.autograd.Function):
-    """child = R * a * tiled parent in one child-sized buffer, keeping only the inputs (the signs
-    are a buffer: kept by reference, as the scores of f are)."""
-
-    @staticmethod
-    def forward(parent, scale, signs, dtype: torch.dtype):
-        (tile_out, tile_in), (n, m, kh, kw) = scale.shape, parent.shape
-        child = signs.to(dtype, copy=True).view(tile_out, n, tile_in, m, kh, kw)
-        child.mul_(parent.to(dtype).view(1, n, 1, m, kh, kw)).mul_(scale.to(dtype).view(tile_out, 1, tile_in, 1, 1, 1))
-        return child.view(signs.shape)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        parent, scale, signs, _ = inputs
-        keep_inputs(ctx, parent, scale, signs)
-
-    @staticmethod
-    def backward(ctx, grad_child):
-        parent, scale, signs = kept_inputs(ctx)
-        (tile_out, tile_in), (n, m, kh, kw) = scale.shape, parent.shape
-        buffer = grad_child.to(parent.dtype, memory_format=torch.contiguous_format, copy=True)
-        buffer = buffer.view(tile_out, n, tile_in, m, kh, kw)
-        buffer.mul_(signs.view(buffer.shape))  # g R
-        grad_parent = sum_tiles(buffer * scale.view(tile_out, 1, tile_in, 1, 1, 1))
-        grad_scale = sum_taps(buffer.mul_(parent.view(1, n, 1, m, kh, kw)))  # sum of g R P per tile
-        return grad_parent, grad_scale, None, None
-
-
-@torch.jit.ignore
-def _random_sign_generate(parent: torch.Tensor, scale: torch.Tensor, signs: torch.Tensor,
-                          dtype: torch.dtype) -> torch.Tensor:
-    return _RandomSignGenerate.apply(parent, scale, signs, dtype)
+    def fused_backward(self, grad6, parent, scale, signs, *, needs):
+        signed = grad6 * signs.view(grad6.shape)  # g R
+        grad_parent = sum_tiles(signed * per_tile(scale))
+        grad_scale = sum_taps(signed.mul_(tiles_view(parent)))  # the sum of g R P over each tile
+        return grad_parent, grad_scale, None

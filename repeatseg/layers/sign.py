@@ -6,12 +6,16 @@ The backward pass uses the derivative of a surrogate instead of sign's zero deri
 - ``"clamp"`` (default, the authors' RepeatNet code): d/ds clamp(s, -1, 1), i.e. 1 for |s| <= 1, else 0.
 - ``"bireal"`` (Bi-Real Net): d/ds of the piecewise polynomial approximation, 2 - 2|s| for |s| < 1, else 0.
 
-Written as ``hard + (soft - soft.detach())`` rather than an ``autograd.Function`` so that
-``torch.export`` and ``torch.compile(fullgraph=True)`` trace it as ordinary tensor ops. The
-forward value is ``hard`` to the bit: ``soft - soft.detach()`` is exactly zero.
+``surrogate_grad`` is the one definition of both rules: ``sign_ste`` (the plain-ops path) and
+the fused generations' backward (``transforms.py``, ``coarse_flip.py``) all call it.
+``sign_ste`` is written as ``hard + (s - s.detach()) * slope`` rather than an
+``autograd.Function``, so that ``torch.export`` and ``torch.compile(fullgraph=True)`` trace it as
+ordinary tensor ops; its forward value is ``hard`` to the bit (``s - s.detach()`` is exactly zero).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
@@ -24,28 +28,20 @@ def hard_sign(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(scores >= 0, one, -one)
 
 
-def _surrogate(scores: torch.Tensor, rule: str) -> torch.Tensor:
-    if rule == "clamp":
-        return scores.clamp(-1.0, 1.0)
-    if rule == "bireal":
-        # (2 - |s|) * s has derivative 2 - 2|s|; masked to zero outside (-1, 1).
-        inside = (scores.abs() < 1).to(scores.dtype)
-        return (2.0 - scores.abs()) * scores * inside
-    raise ValueError("unknown sign gradient rule " + rule + "; expected 'clamp' or 'bireal'")
+def surrogate_grad(scores: torch.Tensor, rule: str = "clamp", out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """d sign_ste / d scores under ``rule``, written into ``out`` when given (a buffer of the
+    scores' shape and dtype: the fused backward reuses one). Arithmetic in place, no ``where``."""
+    scores = scores.detach()  # a gradient, never differentiated itself
+    magnitude = torch.abs(scores, out=out) if out is not None else scores.abs()
+    if rule == "clamp":  # 1 inside |s| <= 1 (le_ writes 1.0 / 0.0 in the float dtype)
+        return magnitude.le_(1.0)
+    if rule == "bireal":  # 2 - 2|s| inside |s| < 1, 0 outside
+        return magnitude.mul_(-2.0).add_(2.0).clamp_(min=0.0)
+    raise ValueError("unknown sign gradient rule " + rule + "; expected one of ('clamp', 'bireal')")
 
 
 def sign_ste(scores: torch.Tensor, rule: str = "clamp") -> torch.Tensor:
-    """Sign in {-1, +1} with a straight-through gradient given by ``rule``."""
+    """Sign in {-1, +1} with the straight-through gradient ``surrogate_grad(scores, rule)``."""
     hard = hard_sign(scores).detach()
-    soft = _surrogate(scores, rule)
-    return hard + (soft - soft.detach())
-
-
-def surrogate_grad(scores: torch.Tensor, rule: str = "clamp") -> torch.Tensor:
-    """Closed-form d sign_ste / d scores, for tests and documentation."""
-    magnitude = scores.abs()
-    if rule == "clamp":
-        return (magnitude <= 1).to(scores.dtype)
-    if rule == "bireal":
-        return torch.where(magnitude < 1, 2.0 - 2.0 * magnitude, torch.zeros_like(scores))
-    raise ValueError(f"unknown sign gradient rule {rule!r}; expected one of {GRADIENT_RULES}")
+    slope = surrogate_grad(scores, rule)
+    return hard + (scores - scores.detach()) * slope

@@ -6,12 +6,18 @@ Tile layout (the same for every transform)::
 
 so output channel ``i*n + a`` of the wide layer is a transformed copy of parent filter ``a``, and
 it reads input channel ``j*m + b`` with a transformed copy of parent tap ``b``. Every transform
-computes all tiles at once through a broadcast over a (tile_out, n, tile_in, m, k, k) view: no
-Python loop over tiles and no materialised tiled copy of the parent.
+computes all tiles at once through a broadcast over the (tile_out, n, tile_in, m, k, k) "tile
+view": no Python loop over tiles and no materialised tiled copy of the parent.
 
 A transform is one class: ``name`` and the one-letter ``code`` of encoder names (``repeat_r18_f4``),
 its ``OPTIONS`` (model options it reads, with defaults) and, as a ``SharingLayer``, what it stores
 and which of its parameters skip weight decay. ``@register_transform`` makes it a RepeatNet variant.
+What it writes of the generation, the base class doing the rest (``ChildTransform``):
+
+- ``generation_inputs()``: the tensors the child depends on besides the parent (its parameters and
+  buffers): all the fused generation saves for backward;
+- ``reference(parent)``: the child from plain tensor ops, differentiable by autograd (its formula);
+- ``fused_forward`` and ``fused_backward``: the same child and its gradients in one pass each.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from typing import ClassVar, Optional
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .protocol import SharingLayer
-from .sign import GRADIENT_RULES, sign_ste
+from .sign import GRADIENT_RULES, sign_ste, surrogate_grad
 
 TRANSFORMS: dict[str, type["ChildTransform"]] = {}  # name -> class, in registration order
 
@@ -36,10 +43,17 @@ def register_transform(cls: type["ChildTransform"]) -> type["ChildTransform"]:
     return cls
 
 
-def _tiles_view(parent: torch.Tensor) -> torch.Tensor:
-    """(n, m, k, k) -> (1, n, 1, m, k, k), ready to broadcast against per-tile factors."""
+def tiles_view(parent: torch.Tensor) -> torch.Tensor:
+    """(n, m, k, k) -> (1, n, 1, m, k, k), ready to broadcast against per-tile factors (a strided,
+    e.g. channels_last, parent is made contiguous first)."""
     n, m, kh, kw = parent.shape
-    return parent.view(1, n, 1, m, kh, kw)
+    return parent.contiguous().view(1, n, 1, m, kh, kw)
+
+
+def per_tile(factors: torch.Tensor) -> torch.Tensor:
+    """(tile_out, tile_in) -> (tile_out, 1, tile_in, 1, 1, 1): one factor per tile, broadcast."""
+    tile_out, tile_in = factors.shape
+    return factors.view(tile_out, 1, tile_in, 1, 1, 1)
 
 
 def sum_tiles(child6: torch.Tensor) -> torch.Tensor:
@@ -56,51 +70,37 @@ def sum_taps(child6: torch.Tensor) -> torch.Tensor:
     return child6.reshape(tile_out, n, tile_in, -1).sum(3).sum(1)
 
 
-def keep_inputs(ctx, *inputs: torch.Tensor) -> None:
-    """``save_for_backward`` for a generating ``autograd.Function``, except that the inputs are kept
-    by reference and not released after one backward: RepeatConv2d reuses a generated weight while
-    a graph holds it, so one generation node may sit in two graphs that backpropagate separately.
-    An input modified in place before backward is refused, as autograd refuses it."""
-    if torch.compiler.is_compiling():  # compiled graphs get autograd's own bookkeeping
-        ctx.save_for_backward(*inputs)
-        return
-    ctx.kept, ctx.versions = inputs, tuple(t._version for t in inputs)
-
-
-def kept_inputs(ctx) -> tuple[torch.Tensor, ...]:
-    """The inputs ``keep_inputs`` stored, checked against in-place modification."""
-    if not hasattr(ctx, "kept"):
-        return ctx.saved_tensors
-    for tensor, version in zip(ctx.kept, ctx.versions):
-        if tensor._version != version:
-            raise RuntimeError("one of the variables needed for gradient computation has been modified by an "
-                               f"inplace operation: a generating input of shape {tuple(tensor.shape)} is at version "
-                               f"{tensor._version}; expected version {version} instead")
-    return ctx.kept
+def signs_of(scores: torch.Tensor) -> torch.Tensor:
+    """+1.0 where ``scores >= 0``, -1.0 elsewhere (as ``hard_sign``), in a new buffer, from a
+    comparison written as floats and in-place arithmetic: CPU kernels vectorise these, not
+    ``torch.where`` (several times slower on a child)."""
+    return torch.ge(scores, 0, out=torch.empty_like(scores)).mul_(2.0).sub_(1.0)
 
 
 class ChildTransform(SharingLayer, nn.Module):
-    """Base class: holds the tile factors and maps a parent to its child.
+    """Base class: holds the tile factors, maps a parent to its child, and owns the generation's
+    plumbing, so that a transform writes only its formula and its fused pass.
 
     Subclasses take ``(tile_out, tile_in, parent_shape, **options)``; ``OPTIONS`` names the model
-    options they read (``gradient``, ``score_init``, ...) with their defaults.
+    options they read (``gradient``, ``score_init``, ...) with their defaults. They implement:
 
-    ``forward(parent, dtype=None)`` returns the child in ``dtype`` (default: the parent's; under
-    autocast RepeatConv2d asks for the compute dtype). The pattern every transform follows, so that
-    generation costs one pass and no activation memory:
+    - ``generation_inputs()``: the tensors the child depends on besides the parent, in a fixed
+      order (hold a scheduled value, e.g. a temperature, in a buffer and list it here);
+    - ``reference(parent)``: the child in the parent's dtype from plain tensor ops (autograd
+      differentiates it; it must also compile under TorchScript);
+    - ``fused_forward(parent, *inputs, dtype)``: the child (any shape of its size, in the tile
+      layout) built directly in ``dtype`` (cast the small parent, never the child), working in place
+      in as few child-sized buffers as possible (each fresh one costs page faults on CPU);
+    - ``fused_backward(grad6, parent, *inputs, needs)``: the gradients of (parent, *inputs), None
+      where ``needs`` is False, in the parent's dtype, from ``grad6``, the child's gradient as a
+      contiguous (tile_out, n, tile_in, m, k, k) view in the parent's dtype (read it, do not write
+      it). Recompute what you need: nothing but the inputs is kept. Prefer arithmetic to
+      ``torch.where`` / ``masked_fill`` (not vectorised on CPU) and reduce with ``sum_tiles`` /
+      ``sum_taps``.
 
-    - generate with one ``torch.autograd.Function`` whose forward builds the child from broadcast
-      views directly in ``dtype`` (cast the small parent, never the child) and whose backward
-      recomputes what it needs; store only the inputs, with ``keep_inputs`` / ``kept_inputs``
-      (see ``_FlipGenerate``, ``_SwishGenerate``). Work in place in as few child-sized buffers as
-      you can (each fresh one costs page faults on CPU), prefer arithmetic to ``torch.where`` /
-      ``masked_fill`` (not vectorised on CPU), and reduce over tiles with ``sum_tiles`` /
-      ``sum_taps``, in the parent's dtype.
-    - the child must depend only on ``parent`` and the transform's parameters and buffers (hold a
-      scheduled value, e.g. a temperature, in a buffer): RepeatConv2d reuses a generated weight until
-      one of them changes (version, storage, device, dtype), so that eval-mode inference costs what
-      the dense twin costs, and a layer called twice in one step generates once.
-    - give TorchScript a plain-ops path (``if torch.jit.is_scripting(): return self.reference(...)``).
+    ``forward(parent, dtype=None)`` returns the child in ``dtype`` (default: the parent's) through
+    ``FusedGeneration``; under TorchScript, ``torch.compile``/``torch.export`` and ``jit.trace`` it
+    returns ``reference`` (the graph compiler fuses plain ops itself).
     """
 
     name: ClassVar[str] = ""
@@ -122,8 +122,67 @@ class ChildTransform(SharingLayer, nn.Module):
         n, m, kh, kw = parent_shape
         return (self.tile_out * n, self.tile_in * m, kh, kw)
 
+    def forward(self, parent: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self.reference(parent).to(dtype if dtype is not None else parent.dtype)
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self.reference(parent).to(dtype or parent.dtype)
+        return self.fused(parent, *self.generation_inputs(), dtype=dtype)
+
+    def fused(self, parent: torch.Tensor, *inputs: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The child of ``parent`` and explicit ``inputs`` (in ``generation_inputs`` order) through
+        the fused generation, in ``dtype`` (default: the parent's)."""
+        return FusedGeneration.apply(self, dtype or parent.dtype, parent, *inputs)
+
+    def generation_inputs(self) -> tuple[torch.Tensor, ...]:
+        return ()
+
+    def reference(self, parent: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fused_forward(self, parent: torch.Tensor, *inputs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fused_backward(self, grad6: torch.Tensor, parent: torch.Tensor, *inputs: torch.Tensor,
+                       needs: tuple[bool, ...]) -> tuple[torch.Tensor | None, ...]:
+        raise NotImplementedError
+
     def extra_repr(self) -> str:
         return f"tile_out={self.tile_out}, tile_in={self.tile_in}"
+
+
+class FusedGeneration(torch.autograd.Function):
+    """``transform.fused_forward`` with ``transform.fused_backward`` as its gradient: saves the
+    parent and the transform's ``generation_inputs`` (autograd then refuses them if modified in
+    place before backward), hands backward the child's gradient as the tile view, differentiates
+    once (a double backward raises; differentiate ``reference`` for that) and refuses
+    ``torch.func.vmap`` with a message saying what to use instead."""
+
+    @staticmethod
+    def forward(transform: ChildTransform, dtype: torch.dtype, parent: torch.Tensor, *inputs: torch.Tensor):
+        child = transform.fused_forward(parent, *inputs, dtype=dtype)
+        return child.view(transform.child_shape(tuple(parent.shape)))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        transform, _, *tensors = inputs
+        ctx.transform = transform
+        ctx.save_for_backward(*tensors)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_child):
+        parent, *inputs = ctx.saved_tensors
+        transform = ctx.transform
+        n, m, kh, kw = parent.shape
+        grad6 = grad_child.to(parent.dtype).contiguous().view(transform.tile_out, n, transform.tile_in, m, kh, kw)
+        return (None, None, *transform.fused_backward(grad6, parent, *inputs, needs=ctx.needs_input_grad[2:]))
+
+    @staticmethod
+    def vmap(info, in_dims, transform, *args):
+        raise NotImplementedError(
+            f"the fused generation of {type(transform).__name__} does not support torch.func.vmap; under "
+            "functorch transforms compute the child from plain ops with transform.reference(parent)")
 
 
 @register_transform
@@ -132,35 +191,14 @@ class LinearRepeat(ChildTransform):
 
     name, code = "linear", "l"
 
-    def forward(self, parent: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return parent.to(dtype if dtype is not None else parent.dtype).repeat(self.tile_out, self.tile_in, 1, 1)
-        return _linear_generate(parent, self.tile_out, self.tile_in, dtype or parent.dtype)
+    def reference(self, parent: torch.Tensor) -> torch.Tensor:
+        return parent.repeat(self.tile_out, self.tile_in, 1, 1)
 
+    def fused_forward(self, parent, *inputs, dtype):
+        return parent.to(dtype).repeat(self.tile_out, self.tile_in, 1, 1)
 
-class _LinearGenerate(torch.autograd.Function):
-    """child = tiled parent (``repeat``); backward sums the tiles with ``sum_tiles``, several times
-    faster on CPU than ``repeat``'s own backward. Keeps nothing."""
-
-    @staticmethod
-    def forward(parent, tile_out: int, tile_in: int, dtype: torch.dtype):
-        return parent.to(dtype).repeat(tile_out, tile_in, 1, 1)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        parent, tile_out, tile_in, _ = inputs
-        ctx.tiles, ctx.parent_dtype = (tile_out, tile_in), parent.dtype
-
-    @staticmethod
-    def backward(ctx, grad_child):
-        (tile_out, tile_in), (rows, cols, kh, kw) = ctx.tiles, grad_child.shape
-        grad6 = grad_child.contiguous().view(tile_out, rows // tile_out, tile_in, cols // tile_in, kh, kw)
-        return sum_tiles(grad6.to(ctx.parent_dtype)), None, None, None
-
-
-@torch.jit.ignore
-def _linear_generate(parent: torch.Tensor, tile_out: int, tile_in: int, dtype: torch.dtype) -> torch.Tensor:
-    return _LinearGenerate.apply(parent, tile_out, tile_in, dtype)
+    def fused_backward(self, grad6, parent, *inputs, needs):
+        return (sum_tiles(grad6),)  # several times faster on CPU than repeat's own backward
 
 
 @register_transform
@@ -196,56 +234,33 @@ class SwishRepeat(ChildTransform):
     def parameter_kinds(self) -> dict[str, str]:
         return {"b1": "transform", "b2": "transform"}
 
-    def forward(self, parent: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return self.reference(parent).to(dtype if dtype is not None else parent.dtype)
-        return _swish_generate(parent, self.b1, self.b2, dtype or parent.dtype)
+    def generation_inputs(self) -> tuple[torch.Tensor, ...]:
+        return (self.b1, self.b2)
 
     def reference(self, parent: torch.Tensor) -> torch.Tensor:
-        """The same child from plain tensor ops (TorchScript path; tests compare gradients)."""
-        n, m, kh, kw = parent.shape
-        x = _tiles_view(parent)
-        b1 = self.b1.view(self.tile_out, 1, self.tile_in, 1, 1, 1)
-        b2 = self.b2.view(self.tile_out, 1, self.tile_in, 1, 1, 1)
         # b1 * x / (1 + exp(b2 x)) == b1 * x * sigmoid(-b2 x), the overflow-free form.
-        child = b1 * x * torch.sigmoid(-b2 * x)
-        return child.reshape(self.tile_out * n, self.tile_in * m, kh, kw)
+        n, m, kh, kw = parent.shape
+        x, b1, b2 = tiles_view(parent), per_tile(self.b1), per_tile(self.b2)
+        return (b1 * x * torch.sigmoid(-b2 * x)).reshape(self.tile_out * n, self.tile_in * m, kh, kw)
 
+    def fused_forward(self, parent, b1, b2, *, dtype):
+        """b1 * x * sigmoid(-b2 x) over the tile view, built in place in one buffer."""
+        x = tiles_view(parent.to(dtype))
+        child = torch.mul(x, per_tile(b2.to(dtype)).neg()).sigmoid_()
+        return child.mul_(x).mul_(per_tile(b1.to(dtype)))
 
-class _SwishGenerate(torch.autograd.Function):
-    """child = b1 * x * sigmoid(-b2 x) over the broadcast tile view, built in place in one buffer,
-    keeping only (parent, b1, b2); backward recomputes the sigmoid. With s = sigmoid(-b2 x):
-    d child/dx = b1 s (1 - b2 x (1 - s)), d child/d b1 = x s, d child/d b2 = -b1 x^2 s (1 - s).
-    Backward works in place in three child-sized buffers."""
-
-    @staticmethod
-    def forward(parent, b1, b2, dtype: torch.dtype):
-        (tile_out, tile_in), (n, m, kh, kw) = b1.shape, parent.shape
-        x = parent.to(dtype).contiguous().view(1, n, 1, m, kh, kw)  # a channels_last parent would make it strided
-        child = torch.mul(x, b2.to(dtype).neg().view(tile_out, 1, tile_in, 1, 1, 1)).sigmoid_()
-        child.mul_(x).mul_(b1.to(dtype).view(tile_out, 1, tile_in, 1, 1, 1))
-        return child.view(tile_out * n, tile_in * m, kh, kw)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        parent, b1, b2, _ = inputs
-        keep_inputs(ctx, parent, b1, b2)
-
-    @staticmethod
-    def backward(ctx, grad_child):
-        parent, b1, b2 = kept_inputs(ctx)
-        (tile_out, tile_in), (n, m, kh, kw) = b1.shape, parent.shape
-        x = parent.contiguous().view(1, n, 1, m, kh, kw)
-        per_tile = (tile_out, 1, tile_in, 1, 1, 1)
-        grad = grad_child.contiguous().view(tile_out, n, tile_in, m, kh, kw)  # channels_last arrives strided
-        q = torch.mul(x, b2.neg().view(per_tile)).sigmoid_()  # s
-        gs = grad * q  # g s (in the parent's dtype under autocast: type promotion)
+    def fused_backward(self, grad, parent, b1, b2, *, needs):
+        """With s = sigmoid(-b2 x): d child/dx = b1 s (1 - b2 x (1 - s)), d child/d b1 = x s,
+        d child/d b2 = -b1 x^2 s (1 - s); in place in three child-sized buffers."""
+        x = tiles_view(parent)
+        s = torch.mul(x, per_tile(b2).neg()).sigmoid_()
+        gs = grad * s  # g s
         products = torch.mul(gs, x)  # g s x
         grad_b1 = sum_taps(products)
-        torch.sub(products, q.mul_(products), out=q)  # g s x - g s x s = g s x (1 - s)
-        grad_b2 = sum_taps(torch.mul(q, x, out=products)).mul_(b1.neg())
-        grad_parent = sum_tiles(gs.mul_(b1.view(per_tile)).addcmul_(q, (b1 * b2).neg().view(per_tile)))
-        return grad_parent, grad_b1, grad_b2, None
+        torch.sub(products, s.mul_(products), out=s)  # g s x - g s x s = g s x (1 - s), in s's buffer
+        grad_b2 = sum_taps(torch.mul(s, x, out=products)).mul_(b1.neg())
+        grad_parent = sum_tiles(gs.mul_(per_tile(b1)).addcmul_(s, per_tile(b1 * b2).neg()))
+        return grad_parent, grad_b1, grad_b2
 
 
 def _swish_init(value) -> tuple[float, float] | str:
@@ -259,11 +274,6 @@ def _swish_init(value) -> tuple[float, float] | str:
                      "of numbers (default [2, 0]: pure tiling)")
 
 
-@torch.jit.ignore
-def _swish_generate(parent: torch.Tensor, b1: torch.Tensor, b2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return _SwishGenerate.apply(parent, b1, b2, dtype)
-
-
 @register_transform
 class FlipRepeat(ChildTransform):
     """f-RepeatNet: psi_ij(P) = S_ij * P with S in {-1, +1}, one latent score per child weight.
@@ -272,7 +282,8 @@ class FlipRepeat(ChildTransform):
     ``[o, i, y, x]`` is ``scores[o, i, y, x] >= 0``. Scores start uniform in ``score_init``
     (the authors' [0, 1e-3): all signs +1, i.e. pure tiling, yet inside the gradient window).
     A deployed model stores one bit per score, its sign; loading it restores each score to
-    +-``RESTORED_SCORE``.
+    +-``RESTORED_SCORE``. The signs' gradient is the straight-through rule ``gradient``
+    (``sign.surrogate_grad``).
     """
 
     name, code = "flip", "f"
@@ -298,7 +309,7 @@ class FlipRepeat(ChildTransform):
         self.reset_parameters()
 
     def score_shape(self, parent_shape: tuple[int, int, int, int]) -> tuple[int, ...]:
-        """One score per child weight (a coarser transform overrides this, and forward)."""
+        """One score per child weight (a coarser transform overrides this, and the generation)."""
         return self.child_shape(parent_shape)
 
     def reset_parameters(self) -> None:
@@ -316,68 +327,34 @@ class FlipRepeat(ChildTransform):
     def signs(self) -> torch.Tensor:
         return sign_ste(self.scores, self.gradient)
 
-    def forward(self, parent: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return self.reference(parent).to(dtype if dtype is not None else parent.dtype)
-        return _flip_generate(parent, self.scores, self.tile_out, self.tile_in, self.gradient, dtype or parent.dtype)
+    def generation_inputs(self) -> tuple[torch.Tensor, ...]:
+        return (self.scores,)
 
     def reference(self, parent: torch.Tensor) -> torch.Tensor:
-        """The same child and gradients from plain tensor ops (TorchScript path; tests compare)."""
         n, m, kh, kw = parent.shape
         signs = self.signs().view(self.tile_out, n, self.tile_in, m, kh, kw)
-        return (signs * _tiles_view(parent)).reshape(self.scores.shape)
+        return (signs * tiles_view(parent)).reshape(self.scores.shape)
+
+    def fused_forward(self, parent, scores, *, dtype):
+        """sign(scores) * tiled parent in one child-sized buffer (no sign tensor kept)."""
+        n, m, kh, kw = parent.shape
+        signs6 = signs_of(scores).to(dtype).view(self.tile_out, n, self.tile_in, m, kh, kw)
+        return signs6.mul_(tiles_view(parent.to(dtype)))
+
+    def fused_backward(self, grad6, parent, scores, *, needs):
+        """The straight-through backward written out, one child-sized buffer: first sign * g (the
+        parent's gradient, summed over tiles), then surrogate'(score) * g * parent (the scores')."""
+        scores6 = scores.view(grad6.shape)
+        buffer = signs_of(scores6)
+        grad_parent = sum_tiles(buffer.mul_(grad6)) if needs[0] else None
+        grad_scores = None
+        if needs[1]:
+            slope = surrogate_grad(scores6, self.gradient, out=buffer)
+            grad_scores = slope.mul_(grad6).mul_(tiles_view(parent)).view(scores.shape)
+        return grad_parent, grad_scores
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, gradient={self.gradient!r}"
-
-
-def signs_of(scores: torch.Tensor) -> torch.Tensor:
-    """+1.0 where ``scores >= 0``, -1.0 elsewhere (as ``hard_sign``), in a new buffer, from a
-    comparison written as floats and in-place arithmetic: CPU kernels vectorise these, not
-    ``torch.where`` (several times slower on a child)."""
-    return torch.ge(scores, 0, out=torch.empty_like(scores)).mul_(2.0).sub_(1.0)
-
-
-class _FlipGenerate(torch.autograd.Function):
-    """child = sign(scores) * tiled parent, with the straight-through backward written out: it
-    keeps nothing but the two inputs (no sign tensor, no tiled parent), and each direction
-    allocates one child-sized buffer, the one it returns."""
-
-    @staticmethod
-    def forward(parent, scores, tile_out: int, tile_in: int, rule: str, dtype: torch.dtype):
-        n, m, kh, kw = parent.shape
-        signs6 = signs_of(scores).to(dtype).view(tile_out, n, tile_in, m, kh, kw)
-        return signs6.mul_(parent.to(dtype).view(1, n, 1, m, kh, kw)).view(scores.shape)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        parent, scores, tile_out, tile_in, rule, _ = inputs
-        keep_inputs(ctx, parent, scores)
-        ctx.tiles, ctx.rule = (tile_out, tile_in), rule
-
-    @staticmethod
-    def backward(ctx, grad_child):
-        parent, scores = kept_inputs(ctx)
-        (tile_out, tile_in), (n, m, kh, kw) = ctx.tiles, parent.shape
-        grad6 = grad_child.contiguous().view(tile_out, n, tile_in, m, kh, kw)
-        scores6 = scores.view(tile_out, n, tile_in, m, kh, kw)
-        buffer = signs_of(scores6)  # first sign * g, then the scores' gradient
-        grad_parent = sum_tiles(buffer.mul_(grad6)) if ctx.needs_input_grad[0] else None
-        grad_scores = None
-        if ctx.needs_input_grad[1]:  # d child / d score = parent * surrogate'(score)
-            surrogate = torch.abs(scores6, out=buffer)
-            if ctx.rule == "clamp":  # 1 inside |s| <= 1 (le_ writes 1.0 / 0.0 in place)
-                surrogate.le_(1.0)
-            else:  # 2 - 2|s| inside |s| < 1
-                surrogate.mul_(-2.0).add_(2.0).clamp_(min=0.0)
-            grad_scores = surrogate.mul_(grad6).mul_(parent.view(1, n, 1, m, kh, kw)).view(scores.shape)
-        return grad_parent, grad_scores, None, None, None, None
-
-
-@torch.jit.ignore
-def _flip_generate(parent: torch.Tensor, scores: torch.Tensor, tile_out: int, tile_in: int, rule: str,
-                   dtype: torch.dtype) -> torch.Tensor:
-    return _FlipGenerate.apply(parent, scores, tile_out, tile_in, rule, dtype)
 
 
 def make_transform(

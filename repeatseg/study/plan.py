@@ -8,7 +8,7 @@ weight generation are not counted):
     training images   = steps x total batch; a schedule in epochs has epochs x floor(split / batch) steps
     training FLOPs    = 6 x MACs x training images     (2 FLOP per MAC; backward about twice the forward)
     evaluation images = evaluations x val split (x2 with eval_flip); one evaluation every
-                        ``eval_every`` epochs and one at the end, as the trainer does
+                        ``eval_every`` epochs and one at the end (``engine.trainer.evaluations``)
     evaluation FLOPs  = 2 x MACs x evaluation images   (forward only)
     hours             = FLOPs / (TFLOPS x 1e12) / 3600, at a sustained throughput the user gives
 
@@ -29,7 +29,6 @@ import dataclasses
 import functools
 import inspect
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +41,13 @@ from ..config import ClsConfig, SegConfig, StudyConfig, load_config
 from ..data.digits import TRAIN_PER_CLASS, make_digits
 from ..data.synthetic import make_synthetic_imagenet, make_synthetic_voc
 from ..data.voc import DataError, find_voc_root, read_class_names, read_split
+from ..engine.cls import DEFAULT_LENGTH as CLS_DEFAULT_LENGTH  # the lengths when a recipe sets neither
+from ..engine.seg import DEFAULT_LENGTH as SEG_DEFAULT_LENGTH
+from ..engine.trainer import evaluations, schedule_length
 from .runner import CellPlan, PretrainPlan, Shard, cls_config_for, plan_units, seg_config_for
 
 TRAIN_FLOPS_PER_MAC = 6  # 2 FLOP per MAC x (1 forward + 2 backward)
 EVAL_FLOPS_PER_MAC = 2  # forward only
-SEG_DEFAULT_LENGTH = {"iters": 20000}  # engine/seg.py and engine/cls.py, when a recipe sets neither
-CLS_DEFAULT_LENGTH = {"epochs": 90}
 NO_FOLDER = Path("/nonexistent/repeatseg-plan")  # unit paths for a plan without a study folder
 
 
@@ -197,25 +197,13 @@ def cls_split_sizes(cfg: ClsConfig, images_per_epoch: int | None = None, look_on
 
 # -------------------------------------------------------------------------------------- unit costs
 
-def schedule_length(schedule, train_size: int | None, batch: int, default: dict) -> tuple[int | None, int | None]:
-    """(optimiser steps, epochs run) as the trainer counts them (``engine.trainer.total_steps``, one
-    epoch = floor(split / batch) steps); None where the split size would be needed and is unknown."""
-    epochs, iters = schedule.epochs, schedule.iters
-    if epochs is not None and iters is not None:
-        raise ValueError("give exactly one of schedule.epochs and schedule.iters, not both")
-    if epochs is None and iters is None:
-        epochs, iters = default.get("epochs"), default.get("iters")
+def schedule_steps(schedule, train_size: int | None, batch: int, default: dict) -> tuple[int | None, int | None]:
+    """(optimiser steps, epochs run) as the trainer counts them (``engine.trainer.schedule_length``,
+    one epoch = floor(split / batch) steps); None where the split size would be needed and is unknown."""
     steps_per_epoch = None if train_size is None else train_size // batch
     if steps_per_epoch == 0:
         raise ValueError(f"the training split has {train_size} images, fewer than one batch of {batch}")
-    if iters is not None:
-        return iters, None if steps_per_epoch is None else math.ceil(iters / steps_per_epoch)
-    return None if steps_per_epoch is None else epochs * steps_per_epoch, epochs
-
-
-def evaluations(epochs: int, eval_every: int) -> int:
-    """Evaluations of a run of ``epochs`` epochs: every ``eval_every`` epochs and at the end (Trainer.fit)."""
-    return epochs // eval_every + (1 if epochs % eval_every else 0)
+    return schedule_length(schedule, steps_per_epoch, default)
 
 
 def _eval_images(epochs: int | None, eval_every: int, val_size: int | None, passes: int = 1) -> int | None:
@@ -245,7 +233,7 @@ def cell_cost(cfg: SegConfig, images_per_epoch: int | None = None, look_on_disk:
     """The bill of one segmentation run of recipe ``cfg``."""
     sizes = seg_split_sizes(cfg, images_per_epoch, look_on_disk)
     batch = cfg.train.batch_size
-    steps, epochs = schedule_length(cfg.schedule, sizes.train, batch, SEG_DEFAULT_LENGTH)
+    steps, epochs = schedule_steps(cfg.schedule, sizes.train, batch, SEG_DEFAULT_LENGTH)
     macs = describe(cfg.model.encoder, cfg.data.crop_size, segmenter=True, classes=seg_classes(cfg, look_on_disk),
                     decoder_channels=cfg.model.decoder_channels).macs
     return UnitCost("cell", cfg.model.encoder, cfg.train.seed, cfg.data.crop_size, batch, steps,
@@ -285,7 +273,7 @@ def pretrain_cost(cfg: ClsConfig, encoder: str, images_per_epoch: int | None = N
     """The bill of one classification pretraining of recipe ``cfg`` (for study encoder ``encoder``)."""
     sizes = cls_split_sizes(cfg, images_per_epoch, look_on_disk)
     batch = cfg.train.batch_size
-    steps, epochs = schedule_length(cfg.schedule, sizes.train, batch, CLS_DEFAULT_LENGTH)
+    steps, epochs = schedule_steps(cfg.schedule, sizes.train, batch, CLS_DEFAULT_LENGTH)
     macs = classifier_macs(cfg.model.name, _cls_classes(cfg, look_on_disk), cfg.data.image_size,
                            json.dumps(cfg.model.options, sort_keys=True))
     return UnitCost("pretrain", encoder, cfg.train.seed, cfg.data.image_size, batch, steps,

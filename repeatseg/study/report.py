@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from ..config import SegConfig, StudyConfig, load_config  # noqa: E402
 from ..data import IGNORE_INDEX, VOCSegmentation, collate_padded, to_device, voc_palette  # noqa: E402
 from ..files import atomic_write_text, write_json  # noqa: E402
+from ..layers import cached  # noqa: E402
 from ..segmenter import load_segmenter  # noqa: E402
 from ..variants import get_variant  # noqa: E402
 from .aggregate import (  # noqa: E402
@@ -41,7 +42,7 @@ CSV_COLUMNS = ["encoder", "family", "reference", "n", "miou_mean", "miou_std", "
                "top1_n", "top1_mean", "top1_std", "top1_rel_contribution", "top1_rel_contribution_std", "paper_top1"]
 FIGURES = ("miou_vs_storage.png", "contribution_vs_bits.png", "per_class_iou.png", "qualitative.png",
            "training_curves.png")
-MARKERS = ("o", "^", "s", "v", "D", "P", "X", "*", "<", ">")  # one per non-dense group, in order of appearance
+MARKERS = ("o", "^", "s", "v", "D", "P", "X", "*", "<", ">")  # one per width in the bits figure
 
 
 def _clean(value):
@@ -61,24 +62,31 @@ def write_tables(rows: list[Row], study_dir: Path, extra: dict) -> None:
 # ------------------------------------------------------------------------------------------ figures
 
 def plot_miou_vs_storage(rows: list[Row], path: Path) -> None:
-    """mIoU against stored MiB (left) and against MACs (right): a dense line per base width, every
-    other family's points by group, error bars std over seeds; the paper's Table 3 in grey."""
+    """mIoU against stored MiB (left) and against MACs (right): a line per dense family and base width
+    (solid, then dashed, dotted for narrower bases), every other family's points by group in its
+    variant's ``style``, error bars std over seeds; the paper's Table 3 in grey."""
     measured = [r for r in rows if r.n]
+    variants = {r.encoder: get_variant(r.encoder) for r in measured}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     axes_spec = ((axes[0], lambda r: r.packed_bytes / 2**20, "stored size of the segmenter, MiB (packed; log scale)"),
                  (axes[1], lambda r: r.macs / 1e9, "GMACs per image at the crop size (log scale)"))
-    groups = list(dict.fromkeys(r.label for r in measured if r.family != "dense"))
+    dense = [r for r in measured if variants[r.encoder].is_dense]
+    lines = list(dict.fromkeys((r.label, variants[r.encoder].base_width) for r in dense))  # one per family and base
+    groups = list(dict.fromkeys(r.label for r in measured if not variants[r.encoder].is_dense))
     for ax, x, xlabel in axes_spec:
-        dense = [r for r in measured if r.family == "dense"]
-        bases = sorted({get_variant(r.encoder).base_width for r in dense}, reverse=True)
-        for base, colour in zip(bases, ("black", "grey", "silver")):
-            line = sorted((r for r in dense if get_variant(r.encoder).base_width == base), key=x)
+        for label, base in sorted(lines, key=lambda line: -line[1]):
+            line = sorted((r for r in dense if (r.label, variants[r.encoder].base_width) == (label, base)), key=x)
+            style = variants[line[0].encoder].style
+            narrower = sum(1 for other, other_base in lines if other == label and other_base > base)
             ax.errorbar([x(r) for r in line], [100 * r.miou_mean for r in line], yerr=[100 * r.miou_std for r in line],
-                        fmt="-o", color=colour, capsize=3, label=f"dense (base width {base})")
-        for group, marker in zip(groups, MARKERS):
+                        fmt=("-", "--", ":", "-.")[narrower % 4] + style["marker"], color=style["color"], capsize=3,
+                        label=f"{label} (base width {base})")
+        for group in groups:
             points = [r for r in measured if r.label == group]
+            style = variants[points[0].encoder].style
             ax.errorbar([x(r) for r in points], [100 * r.miou_mean for r in points],
-                        yerr=[100 * r.miou_std for r in points], fmt=marker, capsize=3, label=group)
+                        yerr=[100 * r.miou_std for r in points], fmt=style["marker"], color=style["color"], capsize=3,
+                        label=group)
         for r in measured:
             ax.annotate(r.encoder, (x(r), 100 * r.miou_mean), fontsize=6, xytext=(4, 4), textcoords="offset points")
         paper = [r for r in rows if r.paper_miou is not None]
@@ -107,11 +115,12 @@ def plot_contribution_vs_bits(rows: list[Row], path: Path) -> None:
     """What the bits buy: relative contribution (± its SE) of every width-family encoder against the
     mask bits it stores per generated weight (0 for seeded or float-only transforms, 1 for f),
     one colour per transform and one marker per width, x on a symmetric log axis (0 included)."""
-    points = [r for r in rows if r.n and r.family == "repeat" and r.rel_contribution is not None]
+    points = [r for r in rows if r.n and get_variant(r.encoder).bits_figure and r.rel_contribution is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     widths = sorted({get_variant(r.encoder).width for r in points})
     labels = list(dict.fromkeys(r.label for r in points))
-    for index, (label, colour) in enumerate(zip(labels, matplotlib.colormaps["tab10"].colors)):
+    colours = [get_variant(next(r.encoder for r in points if r.label == label)).style["color"] for label in labels]
+    for index, (label, colour) in enumerate(zip(labels, colours)):
         for offset, (width, marker) in enumerate(zip(widths, MARKERS)):
             group = [r for r in points if r.label == label and get_variant(r.encoder).width == width]
             if group:  # nudged sideways by a few points so that encoders at the same x stay apart
@@ -175,10 +184,11 @@ def prediction_panel(dataset: VOCSegmentation, indices: list[int], models: list[
         row_axes[1].imshow(_colour(mask.numpy()))
     for column, (_, model) in enumerate(models, start=2):
         model.eval()
-        for row_axes, sample in zip(axes, samples):
-            images, _, _, sizes = collate_padded([sample])
-            prediction = model(to_device(images, torch.device("cpu"))).argmax(1)[0]
-            height, width = sizes[0].tolist()
+        with cached(model):
+            predictions = [model(to_device(collate_padded([sample])[0], torch.device("cpu"))).argmax(1)[0]
+                           for sample in samples]
+        for row_axes, sample, prediction in zip(axes, samples, predictions):
+            height, width = collate_padded([sample])[3][0].tolist()
             row_axes[column].imshow(_colour(prediction[:height, :width].numpy().astype(np.uint8)))
     for column, title in enumerate(["image", "ground truth", *[title for title, _ in models]]):
         axes[0][column].set_title(title, fontsize=7)
@@ -257,10 +267,10 @@ def effect_lines(rows: list[Row], per_seed: dict[str, dict[str, dict[int, float]
     names = {r.encoder for r in rows}
     lines = []
     for row in rows:
-        variant = get_variant(row.encoder)
-        if not variant.is_dense or variant.width == 1:
+        narrow = get_variant(row.encoder).widened_from
+        if narrow is None:
             continue
-        base = dataclasses.replace(variant, width=1).name
+        base = narrow.name
         if base not in names:
             continue
         for label, values in per_seed.items():

@@ -134,7 +134,7 @@ def test_model_options_from_a_name_keywords_and_checkpoint_metadata(tmp_path):
     assert repeatseg.build_segmenter(name, classes=3).encoder.layer1[0].conv1.transform.gradient == "clamp"
     timm_model = timm.create_model(tiny("resnet18", 2, "flip").timm_name, gradient="bireal", num_classes=0)
     assert timm_model.layer2[0].conv1.transform.gradient == "bireal"
-    with pytest.raises(ValueError, match="unknown model option.*gradient"):
+    with pytest.raises(ValueError, match="does not read model option.*gradiant.*reads parent_init, gradient"):
         repeatseg.build_segmenter(name, classes=3, options={"gradiant": "bireal"})
     # a checkpoint records the options and load_segmenter rebuilds with them
     from repeatseg.files import save_weights

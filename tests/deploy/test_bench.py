@@ -7,6 +7,10 @@ from pathlib import Path
 
 from tiny import tiny
 
+import repeatseg
+from repeatseg.layers import generating_layers
+from repeatseg.variants import FAMILIES, get_variant
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,12 +36,15 @@ def test_sweep_writes_every_family_and_the_figure(tmp_path, capsys):
         "--sweep", "width", "--values", "2", "--base-width", "8", "--input-size", "32", "--batch", "2",
         "--device", "cpu", "--repeats", "1", "--steps", "1", "--warmup", "0", "--out", str(table)])) == 0
     rows = list(csv.DictReader(open(table)))
-    assert {row["family"] for row in rows} == {"dense", "repeat l", "repeat s", "repeat f", "basis", "dacnn"}
+    swept = [get_variant(name) for _, name in bench.sweep_encoders(2, 8)]
+    assert {type(v) for v in swept} == set(FAMILIES)  # every family of the table says what it sweeps
+    assert {row["model"] for row in rows} == {n for v in swept for n in (v.name, v.reference.name)}
+    assert {row["family"] for row in rows} == {v.label for v in swept} | {v.reference.label for v in swept}
     for row in rows:
-        assert float(row["train_step_s"]) > 0 and float(row["infer_ratio"]) > 0
-        generates = row["family"].startswith("repeat")
+        assert float(row["train_step_s"]) > 0 and float(row["infer_ratio"]) > 0 and float(row["cached_infer_ratio"]) > 0
+        generates = bool(generating_layers(repeatseg.build_segmenter(row["model"], classes=3)))
         assert (float(row["generation_share"]) > 0) == generates, row["model"]
-        if row["family"] == "dense":
+        if row["model"] == row["reference"]:
             assert float(row["train_ratio"]) == 1.0
     assert bench.main(bench.get_args_parser().parse_args(["--figure", str(table), "--out", str(figure)])) == 0
     assert 0 < figure.stat().st_size < 200_000

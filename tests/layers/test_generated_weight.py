@@ -1,5 +1,5 @@
-"""RepeatConv2d reuses its generated weight: kept for inference until an input changes, shared by
-the calls of one step in training, never kept after backward."""
+"""RepeatConv2d generates its weight on every forward, so no write to its parameters can leave a
+stale output; ``repeatseg.cached`` is the explicit scope that generates once, and forgets on exit."""
 
 import copy
 import gc
@@ -9,10 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from repeatseg.layers import ChildTransform, RepeatConv2d
+import repeatseg
+from repeatseg.layers import RepeatConv2d, cached, generating_layers
 from repeatseg.layers.transforms import TRANSFORMS
+from tests.tiny import tiny
 
-OPTIONS = {"flip": {"score_init": (-1.0, 1.0)}}
+OPTIONS = {"flip": {"score_init": (-1.0, 1.0)}, "coarse_flip": {"score_init": (-1.0, 1.0)}}
 
 
 def make(transform="flip"):
@@ -31,109 +33,154 @@ def count_generations(conv: RepeatConv2d) -> list:
     return generated
 
 
-def fresh(conv: RepeatConv2d, x: torch.Tensor) -> torch.Tensor:
-    """The output from a weight generated now, bypassing every reuse."""
+# ------------------------------------------------------------------------- never stale, whole models
+
+@pytest.fixture(scope="module")
+def segmenter_name():
+    return tiny("resnet18", 4, "flip").name
+
+
+def fresh_reference(model, name):
+    """A segmenter built anew from ``model``'s state: what its outputs must equal."""
+    reference = repeatseg.build_segmenter(name, classes=3).to(next(model.parameters()).dtype)
+    reference.load_state_dict(model.state_dict())
+    return reference.eval()
+
+
+def _data_write(model, name):
+    model.encoder.layer1[0].conv1.parent.data.mul_(2)  # bypasses autograd's version counter
+    return model
+
+
+def _copy_under_no_grad(model, name):
     with torch.no_grad():
-        return F.conv2d(x, conv.transform(conv.parent, x.dtype), None, conv.stride, conv.padding)
+        parent = model.encoder.layer2[0].conv1.parent
+        parent.copy_(torch.randn_like(parent))
+    return model
+
+
+def _load_state_dict(model, name):
+    model.load_state_dict(repeatseg.build_segmenter(name, classes=3).state_dict())
+    return model
+
+
+def _ema_update(model, name):
+    """The EMA model, evaluated once, then updated in place towards another model (as EMA code
+    does between validations: ``torch._foreach_lerp_`` on detached parameters)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
+    ema.update_parameters(model)  # the first update copies
+    average = ema.module.eval()
+    with torch.no_grad():
+        average(torch.randn(1, 3, 32, 32))
+    ema.update_parameters(repeatseg.build_segmenter(name, classes=3))
+    return average
+
+
+def _to_double(model, name):
+    return model.to(torch.float64)
+
+
+@pytest.mark.parametrize("write", [_data_write, _copy_under_no_grad, _load_state_dict, _ema_update, _to_double],
+                         ids=["data-write", "copy-under-no-grad", "load-state-dict", "ema-update", "to-float64"])
+def test_eval_outputs_always_equal_a_freshly_built_reference_after_a_write(segmenter_name, write):
+    model = repeatseg.build_segmenter(segmenter_name, classes=3).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        target = write(model, segmenter_name)
+        x = x.to(next(target.parameters()).dtype)
+        after = target(x)
+        assert torch.equal(after, fresh_reference(target, segmenter_name)(x))
+    assert not torch.equal(after.float(), before)  # the write changed what the model computes
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS)
-def test_eval_inference_generates_once_and_matches_the_uncached_output(transform):
+def test_every_forward_generates_and_nothing_is_kept_after_it(transform):
+    conv, x = make(transform), torch.randn(1, 12, 5, 5)
+    generated = count_generations(conv)
+    for mode in (conv.eval, conv.train):
+        mode()
+        with torch.no_grad():
+            conv(x)
+            conv(x)
+        conv(x).sum().backward()
+    gc.collect()
+    assert len(generated) == 6 and all(ref() is None for ref in generated)
+
+
+# ------------------------------------------------------------------------------------ cached scope
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_cached_generates_once_per_scope_and_matches_plain_forwards(transform):
     conv, x = make(transform).eval(), torch.randn(2, 12, 6, 6)
-    generated = count_generations(conv)
     with torch.no_grad():
+        plain = conv(x)
+    generated = count_generations(conv)
+    with torch.no_grad(), cached(conv):
         outputs = [conv(x) for _ in range(3)]
-    assert len(generated) == 1
-    for out in outputs:
-        assert torch.equal(out, fresh(conv, x))
-    with torch.inference_mode():
-        assert torch.equal(conv(x), outputs[0])
-
-
-@pytest.mark.parametrize("transform", TRANSFORMS)
-def test_optimiser_step_gives_a_freshly_generated_weight(transform):
-    conv, x = make(transform).eval(), torch.randn(1, 12, 5, 5)
-    optimizer = torch.optim.SGD(conv.parameters(), lr=0.5)
-    with torch.no_grad():
-        before = conv(x)
-    for param in conv.parameters():
-        param.grad = torch.randn_like(param)
-    optimizer.step()
-    with torch.no_grad():
-        after = conv(x)
-    assert not torch.equal(after, before) and torch.equal(after, fresh(conv, x))
-
-
-@pytest.mark.parametrize("transform", TRANSFORMS)
-def test_load_state_dict_gives_a_freshly_generated_weight(transform):
-    conv, other, x = make(transform).eval(), make(transform), torch.randn(1, 12, 5, 5)
-    with torch.no_grad():
-        conv(x)
-        conv.load_state_dict(other.state_dict())
-        assert torch.equal(conv(x), fresh(other, x))
-        conv.load_state_dict(other.state_dict(), assign=True)  # new Parameters
-        assert torch.equal(conv(x), fresh(other, x))
-
-
-@pytest.mark.parametrize("transform", TRANSFORMS)
-def test_to_gives_a_freshly_generated_weight(transform):
-    conv, x = make(transform).eval(), torch.randn(1, 12, 5, 5)
-    with torch.no_grad():
-        single = conv(x)
-        conv.to(torch.float64)
-        double = conv(x.double())
-        assert double.dtype == torch.float64 and torch.equal(double, fresh(conv, x.double()))
-        conv.to(torch.float32)  # a round trip rounds the parameters: the kept weight must not return
-        assert torch.equal(conv(x), fresh(conv, x))
-        torch.testing.assert_close(conv(x), single)
-
-
-@pytest.mark.parametrize("transform", TRANSFORMS)
-def test_train_eval_switch_gives_a_freshly_generated_weight_and_training_keeps_none(transform):
-    conv, x = make(transform).eval(), torch.randn(1, 12, 5, 5)
-    generated = count_generations(conv)
-    with torch.no_grad():
-        conv(x)
-    conv.train()
+        weight = conv.weight.clone()
+    assert len(generated) == 1 and all(torch.equal(out, plain) for out in outputs)
+    assert torch.equal(weight, conv.transform(conv.parent))
+    del generated[1:]
     gc.collect()
-    assert generated[0]() is None  # train() let the kept weight go
-    conv(x).sum().backward()
-    gc.collect()
-    assert generated[1]() is None  # nothing is kept after backward
-    conv.eval()
+    assert generated[0]() is None  # leaving the scope dropped it
     with torch.no_grad():
         conv(x)
-    assert len(generated) == 3
+    assert len(generated) == 2  # outside the scope: generated again
 
 
-@pytest.mark.parametrize("transform", TRANSFORMS)
-def test_a_layer_called_twice_in_a_step_generates_once_with_the_gradient_of_both_calls(transform):
-    conv, x = make(transform).train(), torch.randn(1, 12, 5, 5)
-    generated = count_generations(conv)
-    conv(F.relu(conv(x))).square().sum().backward()
-    assert len(generated) == 1
-    reused = {name: p.grad.clone() for name, p in conv.named_parameters()}
+def test_cached_scope_belongs_to_its_model_and_nests():
+    inside, outside, x = make(), make(), torch.randn(1, 12, 5, 5)
+    counts = count_generations(inside), count_generations(outside)
+    with torch.no_grad(), cached(inside):
+        with cached(inside):
+            inside(x)
+        inside(x)  # the inner scope's exit did not end the outer one
+        outside(x)
+        outside(x)
+    assert [len(c) for c in counts] == [1, 2]
+
+
+def test_cached_keeps_one_weight_per_grad_mode_so_gradients_still_flow():
+    conv, x = make().train(), torch.randn(1, 12, 5, 5)
+    with cached(conv):
+        with torch.no_grad():
+            conv(x)
+        conv(F.relu(conv(x))).sum().backward()  # called twice: one generation, both calls' gradients
+    cached_grads = [p.grad.clone() for p in conv.parameters()]
     conv.zero_grad()
-    weight = conv.transform(conv.parent)  # the same step, written out with one explicit weight
-    F.conv2d(F.relu(F.conv2d(x, weight, None, 1, 1)), weight, None, 1, 1).square().sum().backward()
-    for name, param in conv.named_parameters():
-        torch.testing.assert_close(reused[name], param.grad)
-    conv(x).sum().backward()  # the next step generates again
-    assert len(generated) == 3
+    conv(F.relu(conv(x))).sum().backward()
+    for cached_grad, param in zip(cached_grads, conv.parameters()):
+        torch.testing.assert_close(cached_grad, param.grad)
 
 
-@pytest.mark.parametrize("transform", TRANSFORMS)
-def test_a_reused_weight_backpropagates_through_two_separate_graphs(transform):
-    conv, x, y = make(transform).train(), torch.randn(1, 12, 5, 5), torch.randn(1, 12, 5, 5)
-    first, second = conv(x).sum(), conv(y).square().sum()
-    first.backward()
-    second.backward()
-    together = {name: p.grad.clone() for name, p in conv.named_parameters()}
-    conv.zero_grad()
-    (conv(x).sum() + conv(y).square().sum()).backward()
-    for name, param in conv.named_parameters():
-        torch.testing.assert_close(together[name], param.grad)
+def test_cached_covers_every_generating_layer_of_a_model_and_copies_see_none(segmenter_name):
+    model = repeatseg.build_segmenter(segmenter_name, classes=3).eval()
+    layers = generating_layers(model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(x)
+        with cached(model):
+            assert all(layer.is_cached() for layer in layers)
+            assert torch.equal(model(x), plain)
+            twin = copy.deepcopy(model)
+            assert not any(layer.is_cached() for layer in generating_layers(twin))
+    assert not any(layer.is_cached() for layer in layers)
 
+
+def test_compiled_model_follows_parameter_changes():
+    conv, x = make().eval(), torch.randn(1, 12, 5, 5)
+    compiled = torch.compile(conv, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        compiled(x)
+        conv.parent.mul_(-1.5)
+        expected = F.conv2d(x, conv.transform(conv.parent), None, conv.stride, conv.padding)
+        assert torch.equal(compiled(x), expected)
+
+
+# ----------------------------------------------------------------------------------- autograd paths
 
 @pytest.mark.parametrize("transform", ["flip", "swish"])
 def test_backward_refuses_an_input_modified_in_place_after_forward(transform):
@@ -160,71 +207,6 @@ def test_autocast_generates_in_the_compute_dtype_with_float_gradients(transform)
     for name, param in conv.named_parameters():
         assert low[name].dtype == torch.float32
         assert (low[name] - param.grad).norm() <= 0.05 * param.grad.norm(), name
-
-
-def test_frozen_parameters_reuse_the_weight_until_they_require_grad_again():
-    conv, x = make().eval().requires_grad_(False), torch.randn(1, 12, 5, 5)
-    generated = count_generations(conv)
-    conv(x)
-    conv(x)
-    assert len(generated) == 1
-    conv.requires_grad_(True)
-    conv(x).sum().backward()
-    assert len(generated) == 2 and conv.parent.grad is not None
-
-
-def test_inference_mode_weight_is_not_reused_where_autograd_needs_it():
-    conv, x = make().eval(), torch.randn(1, 12, 5, 5, requires_grad=True)
-    with torch.inference_mode():
-        conv(x.detach())
-    conv(x).sum().backward()  # would fail on an inference tensor saved for backward
-    assert x.grad is not None
-
-
-def test_compiled_model_follows_parameter_changes():
-    conv, x = make().eval(), torch.randn(1, 12, 5, 5)
-    compiled = torch.compile(conv, backend="eager", fullgraph=True)
-    with torch.no_grad():
-        compiled(x)
-        conv.parent.mul_(-1.5)
-        assert torch.equal(compiled(x), fresh(conv, x))
-
-
-def test_copies_start_without_a_kept_weight():
-    conv, x = make().eval(), torch.randn(1, 12, 5, 5)
-    with torch.no_grad():
-        conv(x)
-        twin = copy.deepcopy(conv)
-        with torch.no_grad():
-            twin.parent.mul_(2.0)
-        assert twin._generated.key is None
-        assert torch.equal(twin(x), fresh(twin, x))
-
-
-class ScaledTiling(ChildTransform):
-    """A transform written as a new family would be: its child depends on a buffer."""
-
-    name, code = "scaled", "z"
-
-    def __init__(self, tile_out, tile_in, parent_shape=None):
-        super().__init__(tile_out, tile_in)
-        self.register_buffer("scale", torch.ones(()))
-
-    def forward(self, parent, dtype=None):
-        return (self.scale * parent).to(dtype or parent.dtype).repeat(self.tile_out, self.tile_in, 1, 1)
-
-
-def test_a_new_transform_gets_reuse_and_invalidation_by_following_the_pattern():
-    conv, x = make("linear").eval(), torch.randn(1, 12, 5, 5)
-    conv.transform = ScaledTiling(3, 2)
-    generated = count_generations(conv)
-    with torch.no_grad():
-        conv(x)
-        conv(x)
-        conv.transform.scale.fill_(-2.0)  # a scheduled value held in a buffer
-        out = conv(x)
-    assert len(generated) == 2
-    assert torch.equal(out, fresh(conv, x))
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS)
