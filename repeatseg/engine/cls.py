@@ -69,6 +69,9 @@ def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoade
         raise ValueError(f"{root / cfg.data.train_split} has {found} class folders but model.num_classes is "
                          f"{cfg.model.num_classes}: remove model.num_classes (--num-classes) from the config to take "
                          f"the count from the folders, or set it to {found}")
+    if cfg.data.dataset == "digits":  # 5,000 tiny images: decoded once, not every epoch
+        train_set.preload()
+        val_set.preload()
     per_rank = cfg.train.batch_size // dist.world_size
     options = dict(num_workers=cfg.data.workers, pin_memory=dist.device.type == "cuda")
     sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.train.seed, drop_last=True)

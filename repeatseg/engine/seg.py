@@ -71,6 +71,9 @@ def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoade
     train_set = VOCSegmentation(root, cfg.data.split, seed=cfg.train.seed, class_names=cfg.data.classes,
                                 transform=train_transform(cfg.data.crop_size, cfg.data.scale_range, cfg.data.hflip))
     resolve_classes(cfg, train_set)
+    preload = cfg.data.dataset == "digits"  # 3,000 tiny scenes: read once, not every epoch
+    if preload:
+        train_set.preload()
     per_rank = cfg.train.batch_size // dist.world_size
     if len(train_set) < cfg.train.batch_size:
         raise ValueError(f"split {cfg.data.split!r} has {len(train_set)} images, fewer than one batch of {cfg.train.batch_size}")
@@ -80,13 +83,16 @@ def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoade
                        persistent_workers=False)
     train_loader = DataLoader(train_set, per_rank, sampler=sampler, drop_last=True, **loader_args)
     val_loader = val_loader_for(root, cfg.data.val_split, dist, cfg.train.eval_batch_size, cfg.data.workers,
-                                class_names=cfg.data.classes)
+                                class_names=cfg.data.classes, preload=preload)
     return train_loader, val_loader
 
 
 def val_loader_for(root: Path, split: str, dist: DistInfo, batch_size: int, workers: int,
-                   class_names: list[str] | None = None) -> DataLoader:
+                   class_names: list[str] | None = None, preload: bool = False) -> DataLoader:
+    """The validation split's loader; ``preload`` reads the split into memory first."""
     val_set = VOCSegmentation(root, split, class_names=class_names)
+    if preload:
+        val_set.preload()
     return DataLoader(val_set, batch_size, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
                       collate_fn=collate_padded, num_workers=workers, pin_memory=dist.device.type == "cuda")
 
