@@ -18,6 +18,7 @@ from ..data.digits import ensure_digits
 from ..data.imagenet import ImageFolderClassification, classification_transforms
 from ..data.synthetic import make_synthetic_imagenet
 from ..registry import register
+from ..threads import apply_threads
 from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import build_trainer, seed_everything, start_run, uses_channels_last
 
@@ -101,6 +102,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
 def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
     """Pretrain a classifier; writes the same run folder as segmentation. Returns final metrics."""
     run_dir = Path(run_dir)
+    apply_threads(cfg.train)
     seed_everything(cfg.train.seed)
     train_loader, val_loader = build_loaders(cfg, dist)
     start_run(run_dir, resume)

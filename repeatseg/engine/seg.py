@@ -18,6 +18,7 @@ from ..data.digits import ensure_digits
 from ..data.synthetic import make_synthetic_voc
 from ..metrics import SegmentationMetrics
 from ..segmenter import build_segmenter, decoder_metadata
+from ..threads import apply_threads
 from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import autocast_dtype, build_trainer, seed_everything, start_run, uses_channels_last
 
@@ -184,6 +185,7 @@ def prediction_writer(dataset: VOCSegmentation, folder: str | Path) -> Callable:
 def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
     """Train and evaluate one segmenter; writes the run folder (see README). Returns final metrics."""
     run_dir = Path(run_dir)
+    apply_threads(cfg.train)
     seed_everything(cfg.train.seed)
     root = data_root(cfg, dist)
     train_loader, val_loader = build_loaders(cfg, dist, root)

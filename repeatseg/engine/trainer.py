@@ -313,12 +313,14 @@ class Trainer:
         return final
 
     def write_summary(self, final: dict, **extra) -> None:
-        """``metrics.json``: the final evaluation, progress, best epoch and median training images/s."""
+        """``metrics.json``: the final evaluation, progress, best epoch, median training images/s and the
+        intra-op thread count it ran at."""
         if not self.dist.is_main:
             return
         summary = dict(final, **extra, epochs=self.progress.epoch, steps=self.progress.step,
                        **{f"best_{self.primary_metric}": self.progress.best_metric}, best_epoch=self.progress.best_epoch,
-                       train_images_per_s=float(np.median(self.throughput)) if self.throughput else None)
+                       train_images_per_s=float(np.median(self.throughput)) if self.throughput else None,
+                       threads=torch.get_num_threads())
         ckpt.write_json(self.run_dir / "metrics.json", summary)
 
     def train_one_epoch(self, epoch: int) -> None:

@@ -9,8 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from repeatseg.data.digits import SceneStyle, load_mnist_5k, stratified_split, write_classification, write_scenes
+from tiny import write_tiny_digits
 
 ROOT = Path(__file__).resolve().parents[2]
 ENCODERS = ["dense_r18_w1_b4", "dense_r18_w2_b4"]
@@ -19,14 +18,7 @@ ENCODERS = ["dense_r18_w1_b4", "dense_r18_w2_b4"]
 @pytest.fixture(scope="module")
 def tiny_digits(tmp_path_factory):
     """A digits folder in make_digits' layout with 2 + 1 digits per class and 8 + 4 scenes."""
-    root = tmp_path_factory.mktemp("digits")
-    images, labels = load_mnist_5k()
-    train, held_out = stratified_split(labels, seed=0)
-    write_classification(root / "cls", images, labels, {
-        "train": [r for d in range(10) for r in train[labels[train] == d][:2]],
-        "val": [r for d in range(10) for r in held_out[labels[held_out] == d][:1]]})
-    write_scenes(root / "seg", images, labels, {"train": (train, 8), "val": (held_out, 4)}, seed=0, style=SceneStyle())
-    return root
+    return write_tiny_digits(tmp_path_factory.mktemp("digits"), 2, 1, 8, 4)
 
 
 def shard_command(study_dir: Path, data: Path, shard: str) -> list[str]:
@@ -55,6 +47,9 @@ def test_two_shards_started_together_run_every_unit_once_and_write_the_report(ti
                                            (t["encoder"], t["seed"])} for t in timing}
     assert all(len(found) == 1 for found in by_pair.values())  # a pair's pretraining and cell on one shard
     assert {t["shard"] for t in timing} == {"0/2", "1/2"}  # both shards did work
+    saved = (study_dir / "study.yaml").read_text()
+    assert {t["threads"] for t in timing} == {1} and "train.threads=1" in saved  # one recorded count ($OMP_NUM_THREADS)
+    assert all(1 <= t["study_processes_on_host"] <= 2 for t in timing)
 
     assert any("report:" in out for out, _ in outputs)  # the shard that completed the grid wrote it
     rows = {r["encoder"]: r for r in json.loads((study_dir / "results.json").read_text())["rows"]}
