@@ -18,6 +18,7 @@ from .data import DataError
 from .engine import distributed
 from .engine.trainer import NonFiniteLossError
 from .files import FolderClaimedError, claim_run_folder
+from .threads import apply_threads, oversubscription
 
 # Sections a resumed run keeps as it started (the checkpoint holds their effect); only the
 # schedule's length may change (see repeatseg.engine.trainer), and where the weights came from.
@@ -28,7 +29,7 @@ FREE_ON_RESUME = {"model.encoder_weights", "model.weights_dir", "schedule.epochs
 COMMON_FLAGS = {
     "batch_size": "train.batch_size", "lr": "optim.lr", "workers": "data.workers", "device": "train.device",
     "seed": "train.seed", "amp": "train.amp", "log_mode": "train.log_mode", "output": "output",
-    "data_root": "data.root",
+    "data_root": "data.root", "threads": "train.threads",
 }
 
 
@@ -51,6 +52,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision (default auto: bf16 on CUDA, fp32 on CPU; bf16/fp16 on any device)")
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     parser.add_argument("--log-mode", choices=["bar", "plain", "quiet"], help="progress bar, log lines, or silence")
+    parser.add_argument("--threads", type=int, help="intra-op threads, part of the recipe (default: $OMP_NUM_THREADS, "
+                                                    "else the cores this process may use)")
 
 
 def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[dict]:
@@ -90,6 +93,10 @@ def check_resume_config(saved_path: Path, saved, cfg) -> None:
     """Refuse flags that a resume could not honour (another encoder, lr, schedule shape): the
     checkpoint fixes them. Only the schedule's length may change."""
     before, after = to_dict(saved), to_dict(cfg)
+    threads = before["train"].get("threads")
+    if threads is not None and after["train"]["threads"] != threads:
+        raise ConfigError(f"train.threads is {threads} in {saved_path}, not {after['train']['threads']}: the thread "
+                          "count changes results, so a resumed run keeps the one it started with (drop --threads)")
     for section in FIXED_ON_RESUME:
         for key, value in after.get(section, {}).items():
             dotted = f"{section}.{key}"
@@ -125,6 +132,9 @@ def run_training(args: argparse.Namespace, config_cls: type, flags: dict[str, st
         dist = distributed.setup(cfg.train.device)
     except (ConfigError, RuntimeError) as error:
         return fail(error)
+    crowded = oversubscription(1, apply_threads(cfg.train))
+    if crowded and dist.is_main:
+        print(f"warning: {crowded}", file=sys.stderr)
     try:
         # Rank 0 claims the folder for the whole run: a second training on it is refused.
         with claim_run_folder(cfg.output) if dist.is_main else contextlib.nullcontext():

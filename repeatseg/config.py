@@ -96,6 +96,9 @@ class TrainConfig:
     eval_flip: bool = False
     log_every: int = 20  # iterations between metrics.jsonl records
     log_mode: Literal["bar", "plain", "quiet"] = "bar"
+    # intra-op threads (part of the recipe: results reproduce at the same count); null: $OMP_NUM_THREADS,
+    # else the cores this process may use / the study processes on this host (repeatseg.threads)
+    threads: int | None = None
 
 
 @dataclass
@@ -199,7 +202,7 @@ class StudyConfig:
 
 # Sizes and counts that must be at least 1 when given (0 would fail deep inside a library).
 AT_LEAST_ONE = {"schedule.epochs", "schedule.iters", "data.crop_size", "data.image_size", "train.batch_size",
-                "train.eval_batch_size", "train.eval_every", "train.log_every"}
+                "train.eval_batch_size", "train.eval_every", "train.log_every", "train.threads"}
 
 
 def _check_range(value: Any, key: str) -> Any:

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from .config import ClsConfig, to_dict
+from .threads import default_threads
 
 #: Fields left out of the hash (dotted paths into ``ClsConfig``):
 #:
@@ -41,8 +42,11 @@ class Recipe:
 
 
 def recipe_of(cfg: ClsConfig) -> Recipe:
-    """The recipe of a classification run with the resolved config ``cfg`` (``IGNORED`` left out)."""
+    """The recipe of a classification run with the resolved config ``cfg`` (``IGNORED`` left out).
+    An unset ``train.threads`` counts as the count the run would take here (``default_threads``),
+    as the run records it: the thread count is part of the recipe."""
     mapping = to_dict(cfg)
+    mapping["train"]["threads"] = mapping["train"].get("threads") or default_threads()
     for dotted in IGNORED:
         *parents, last = dotted.split(".")
         section = mapping

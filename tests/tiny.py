@@ -56,3 +56,18 @@ def run_killed_at_epoch(train, epoch: int):
         raise AssertionError(f"the run ended before epoch {epoch}")
     finally:
         Trainer.train_one_epoch = original
+
+
+def write_tiny_digits(root, train_per_class: int, val_per_class: int, train_scenes: int, val_scenes: int):
+    """A digits folder in make_digits' layout (``ensure_digits`` accepts it) with a few real digits
+    per class and a few scenes, drawn from the seed-0 split; returns ``root``."""
+    from repeatseg.data.digits import SceneStyle, load_mnist_5k, stratified_split, write_classification, write_scenes
+
+    images, labels = load_mnist_5k()
+    train, held_out = stratified_split(labels, seed=0)
+    write_classification(root / "cls", images, labels, {
+        "train": [r for d in range(10) for r in train[labels[train] == d][:train_per_class]],
+        "val": [r for d in range(10) for r in held_out[labels[held_out] == d][:val_per_class]]})
+    write_scenes(root / "seg", images, labels, {"train": (train, train_scenes), "val": (held_out, val_scenes)},
+                 seed=0, style=SceneStyle())
+    return root

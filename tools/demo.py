@@ -36,16 +36,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", help="digits folder (default: the configs', demo_data/digits)")
     parser.add_argument("--figure", help="picture path (default: <output>/predictions.png)")
     parser.add_argument("--samples", type=int, default=6, help="validation scenes in the picture")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads (default 1: the README's demo figures were made at 1, and a result "
+                             "reproduces at the same thread count only)")
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    data_sets = [f"data.root={args.data_root}"] if args.data_root else []
+    shared_sets = [f"data.root={args.data_root}"] if args.data_root else []
+    shared_sets.append(f"train.threads={args.threads}")
     study = StudyConfig(encoders=[args.encoder], seeds=[0], seg_config=args.seg_config,
-                        seg_sets=["train.log_mode=plain", *data_sets],
+                        seg_sets=["train.log_mode=plain", *shared_sets],
                         pretrain=PretrainStudyConfig(enabled=True, config=args.cls_config, tag="digits",
-                                                     sets=["train.log_mode=plain", *data_sets]))
+                                                     sets=["train.log_mode=plain", *shared_sets]))
     dist = distributed.setup("cpu")
     try:
         run_study(study, out, dist)

@@ -14,7 +14,9 @@
 Finished units (pretraining per encoder and seed, cells) are skipped and interrupted ones resumed:
 run the same command again after a kill. With --shard i/n, n jobs share the study folder, each
 running its part of the grid (README, "Scale-out"); every unit is claimed before it runs, so none
-runs twice, and the shard that finds the whole grid finished writes the report.
+runs twice, and the shard that finds the whole grid finished writes the report. Every unit runs at
+one thread count (--threads, else the usable cores shared among the study's processes on this
+host), fixed when the study first starts and recorded in study.yaml: results reproduce at it.
 Writes <output>/report.md, results.csv, results.json and figures/.
 """
 
@@ -34,6 +36,7 @@ from repeatseg.files import FolderClaimedError, claim_run_folder
 from repeatseg.study import run_study, write_report
 from repeatseg.study.classification_report import write_classification_report
 from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
+from repeatseg.study.processes import at_threads
 from repeatseg.study.runner import WAIT_S, PretrainPlan, parse_shard, plan_units, study_complete
 
 REPORT_CLAIM = ".report"  # <study>/.report/ is claimed while a process writes the report
@@ -47,6 +50,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished cells")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the recipe's)")
     parser.add_argument("--data-root", help="segmentation data root for every cell (adds data.root to seg_sets)")
+    parser.add_argument("--threads", type=int, help="intra-op threads of every unit, part of the recipe (default: "
+                                                    "$OMP_NUM_THREADS, else the usable cores / the study processes "
+                                                    "on this host; fixed once per study, in study.yaml)")
     scale = parser.add_argument_group("scale-out")
     scale.add_argument("--shard", default="0/1", metavar="I/N",
                        help="run only shard I of N (0-based; default 0/1, the whole grid)")
@@ -79,6 +85,8 @@ def resolve_study(args: argparse.Namespace, study_dir: Path | None) -> StudyConf
     if args.device:
         study.seg_sets = [*study.seg_sets, f"train.device={args.device}"]
         study.pretrain.sets = [*study.pretrain.sets, f"train.device={args.device}"]
+    if args.threads is not None:
+        study = at_threads(study, args.threads)
     return study
 
 
@@ -89,6 +97,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     if args.tflops is not None and args.tflops <= 0:
         raise ConfigError(f"--tflops must be positive, got {args.tflops}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     if args.wait_minutes < 0 or args.poll_seconds <= 0:
         raise ConfigError("--wait-minutes must be >= 0 and --poll-seconds > 0")
     if args.json and not args.plan:

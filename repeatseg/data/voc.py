@@ -158,6 +158,7 @@ class VOCSegmentation(Dataset):
         self.transform = transform
         self.seed = seed
         self.epoch = 0
+        self.decoded: list[tuple[np.ndarray, np.ndarray]] | None = None  # see preload
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -173,8 +174,25 @@ class VOCSegmentation(Dataset):
         sample_id = self.ids[index]
         return self.image_dir / f"{sample_id}.jpg", self.mask_dir / f"{sample_id}.png"
 
+    def preload(self) -> None:
+        """Read and check every sample once and keep the arrays in memory (for small sets such as
+        the digit scenes: 3,000 32x32 scenes are 12 MB). Samples are unchanged; bad data is
+        reported here, before training, every bad file named."""
+        decoded, problems = [], []
+        for index in range(len(self)):
+            try:
+                decoded.append(self.load(index))
+            except DataError as error:
+                problems.append(str(error))
+        if problems:
+            raise DataError(f"split {self.split!r} has {len(problems)} bad sample(s):\n  " + "\n  ".join(problems[:20]))
+        self.decoded = decoded
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Checked image and mask arrays, untransformed."""
+        """Checked image and mask arrays, untransformed (fresh copies when preloaded)."""
+        if self.decoded is not None:
+            image, mask = self.decoded[index]
+            return image.copy(), mask.copy()
         image_path, mask_path = self.paths(index)
         image, mask = read_image(image_path), read_mask(mask_path, self.num_classes)
         if image.shape[:2] != mask.shape:

@@ -21,6 +21,7 @@ from ..data.rot_digits import ROTATION_SETS, make_rot_digits, rotation_datasets
 from ..data.synthetic import make_synthetic_imagenet
 from ..layers import cached
 from ..registry import register
+from ..threads import apply_threads
 from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import build_trainer, seed_everything, start_run, uses_channels_last
 
@@ -93,6 +94,9 @@ def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoade
         raise ValueError(f"{root / cfg.data.train_split} has {found} class folders but model.num_classes is "
                          f"{cfg.model.num_classes}: remove model.num_classes (--num-classes) from the config to take "
                          f"the count from the folders, or set it to {found}")
+    if cfg.data.dataset == "digits":  # 5,000 tiny images: decoded once, not every epoch
+        train_set.preload()
+        val_set.preload()
     per_rank = cfg.train.batch_size // dist.world_size
     options = dict(num_workers=cfg.data.workers, pin_memory=dist.device.type == "cuda")
     sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.train.seed, drop_last=True)
@@ -123,6 +127,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
 def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
     """Pretrain a classifier; writes the same run folder as segmentation. Returns final metrics."""
     run_dir = Path(run_dir)
+    apply_threads(cfg.train)
     seed_everything(cfg.train.seed)
     train_loader, val_loader = build_loaders(cfg, dist)
     start_run(run_dir, resume)

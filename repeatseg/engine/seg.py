@@ -19,6 +19,7 @@ from ..data.synthetic import make_synthetic_voc
 from ..layers import cached
 from ..metrics import SegmentationMetrics
 from ..segmenter import build_segmenter, decoder_metadata
+from ..threads import apply_threads
 from ..variants import get_variant
 from .distributed import DistInfo, ShardSampler, barrier
 from .trainer import autocast_dtype, build_trainer, seed_everything, start_run, uses_channels_last
@@ -73,6 +74,9 @@ def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoade
     train_set = VOCSegmentation(root, cfg.data.split, seed=cfg.train.seed, class_names=cfg.data.classes,
                                 transform=train_transform(cfg.data.crop_size, cfg.data.scale_range, cfg.data.hflip))
     resolve_classes(cfg, train_set)
+    preload = cfg.data.dataset == "digits"  # 3,000 tiny scenes: read once, not every epoch
+    if preload:
+        train_set.preload()
     per_rank = cfg.train.batch_size // dist.world_size
     if len(train_set) < cfg.train.batch_size:
         raise ValueError(f"split {cfg.data.split!r} has {len(train_set)} images, fewer than one batch of {cfg.train.batch_size}")
@@ -82,13 +86,16 @@ def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoade
                        persistent_workers=False)
     train_loader = DataLoader(train_set, per_rank, sampler=sampler, drop_last=True, **loader_args)
     val_loader = val_loader_for(root, cfg.data.val_split, dist, cfg.train.eval_batch_size, cfg.data.workers,
-                                class_names=cfg.data.classes)
+                                class_names=cfg.data.classes, preload=preload)
     return train_loader, val_loader
 
 
 def val_loader_for(root: Path, split: str, dist: DistInfo, batch_size: int, workers: int,
-                   class_names: list[str] | None = None) -> DataLoader:
+                   class_names: list[str] | None = None, preload: bool = False) -> DataLoader:
+    """The validation split's loader; ``preload`` reads the split into memory first."""
     val_set = VOCSegmentation(root, split, class_names=class_names)
+    if preload:
+        val_set.preload()
     return DataLoader(val_set, batch_size, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
                       collate_fn=collate_padded, num_workers=workers, pin_memory=dist.device.type == "cuda")
 
@@ -181,6 +188,7 @@ def prediction_writer(dataset: VOCSegmentation, folder: str | Path) -> Callable:
 def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
     """Train and evaluate one segmenter; writes the run folder (see README). Returns final metrics."""
     run_dir = Path(run_dir)
+    apply_threads(cfg.train)
     seed_everything(cfg.train.seed)
     root = data_root(cfg, dist)
     train_loader, val_loader = build_loaders(cfg, dist, root)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from ..config import load_config, save_config
@@ -36,6 +37,11 @@ from ..layers import default_regularization_weight, regularization_loss, regular
 from . import checkpoint as ckpt
 from .distributed import DistInfo, barrier, broadcast_flag, mean_over_ranks
 from .optim import build_optimizer, build_scheduler
+
+# Labels of the loop's phases in a torch.profiler trace (tools/time_units.py --profile adds them up):
+# an epoch's loop holds data ... log; evaluation and checkpoints follow it.
+PHASES = {name: f"repeatseg.{name}" for name in ("epoch", "data", "forward", "backward", "optimizer", "log",
+                                                  "evaluate", "checkpoint")}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -303,12 +309,14 @@ class Trainer:
         final: dict = self.progress.history[-1]["val"] if self.progress.history else {}
         while self.progress.step < self.total_steps:
             epoch = self.progress.epoch
-            self.train_one_epoch(epoch)
+            with record_function(PHASES["epoch"]):
+                self.train_one_epoch(epoch)
             self.progress.epoch += 1
             done = self.progress.step >= self.total_steps
             improved = False
             if evaluates_after(self.progress.epoch, self.progress.epoch if done else self.total_epochs, self.eval_every):
-                final = self.evaluate(self.model)
+                with record_function(PHASES["evaluate"]):
+                    final = self.evaluate(self.model)
                 record = {"epoch": self.progress.epoch, "step": self.progress.step,
                           "val": {k: v for k, v in final.items() if k != "confusion_matrix"}}
                 self.progress.history.append(record)
@@ -319,16 +327,19 @@ class Trainer:
                     self.progress.best_metric, self.progress.best_epoch = score, self.progress.epoch
                 self.say(f"epoch {self.progress.epoch}/{self.total_epochs}: {self.primary_metric} "
                          f"{100 * score:.2f} (best {100 * self.progress.best_metric:.2f} at epoch {self.progress.best_epoch})")
-            self.save(best=improved)
+            with record_function(PHASES["checkpoint"]):
+                self.save(best=improved)
         return final
 
     def write_summary(self, final: dict, **extra) -> None:
-        """``metrics.json``: the final evaluation, progress, best epoch and median training images/s."""
+        """``metrics.json``: the final evaluation, progress, best epoch, median training images/s and the
+        intra-op thread count it ran at."""
         if not self.dist.is_main:
             return
         summary = dict(final, **extra, epochs=self.progress.epoch, steps=self.progress.step,
                        **{f"best_{self.primary_metric}": self.progress.best_metric}, best_epoch=self.progress.best_epoch,
-                       train_images_per_s=float(np.median(self.throughput)) if self.throughput else None)
+                       train_images_per_s=float(np.median(self.throughput)) if self.throughput else None,
+                       threads=torch.get_num_threads())
         ckpt.write_json(self.run_dir / "metrics.json", summary)
 
     def train_one_epoch(self, epoch: int) -> None:
@@ -346,9 +357,10 @@ class Trainer:
         iterator = iter(self.train_loader)
         for index in range(steps):
             fetch_start = time.perf_counter()
-            batch = next(iterator)
-            window["wait"] += time.perf_counter() - fetch_start
-            inputs, targets = self.prepare_batch(batch)
+            with record_function(PHASES["data"]):
+                batch = next(iterator)
+                window["wait"] += time.perf_counter() - fetch_start
+                inputs, targets = self.prepare_batch(batch)
             loss = self.step(inputs, targets)
             window["loss"] += loss
             window["regularization"] += self.last_regularization or 0.0
@@ -357,7 +369,8 @@ class Trainer:
             bar.update()
             # Every rank must take this branch together: it all-reduces the loss.
             if window["steps"] == self.log_every or index + 1 == steps:
-                self._log_window(window, epoch, bar)
+                with record_function(PHASES["log"]):
+                    self._log_window(window, epoch, bar)
                 window = self._empty_window()
         bar.close()
 
@@ -366,13 +379,14 @@ class Trainer:
         return {"loss": 0.0, "regularization": 0.0, "steps": 0, "images": 0, "wait": 0.0, "start": time.perf_counter()}
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-        with torch.autocast(self.dist.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with record_function(PHASES["forward"]), torch.autocast(
+                self.dist.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss = self.loss_fn(self.train_model(inputs), targets)
         loss_value = float(loss.detach())
         self.last_regularization = None
         if self.regularized and self.regularization_weight:
-            regularization = regularization_loss(self.model, self.regularized)
+            with record_function(PHASES["forward"]):
+                regularization = regularization_loss(self.model, self.regularized)
             self.last_regularization = float(regularization.detach())
             loss = loss + self.regularization_weight * regularization
         if broadcast_flag(not math.isfinite(loss_value), self.dist.device):
@@ -381,15 +395,17 @@ class Trainer:
                 f"stopped. The last good checkpoint in {self.checkpoint_dir} is intact: lower the lr, "
                 "add warmup, or try --amp bf16 instead of fp16."
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.clip_grad_norm:  # on the true gradients: unscaled first under fp16
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.progress.step += 1
-        self.scheduler.step_update(self.progress.step)
+        with record_function(PHASES["backward"]):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        with record_function(PHASES["optimizer"]):
+            if self.clip_grad_norm:  # on the true gradients: unscaled first under fp16
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.progress.step += 1
+            self.scheduler.step_update(self.progress.step)
         return loss_value
 
     def _log_window(self, window: dict, epoch: int, bar) -> None:

@@ -7,7 +7,8 @@ Study folder::
     <study>/pretrain/<encoder>/seed<k>/                train_cls.py runs (when pretrain.enabled)
     <study>/weights/<encoder>-<tag>-seed<k>.safetensors
     <study>/cells/<encoder>/seed<k>/                   ordinary train_seg.py run folders
-    <study>/timing.jsonl                               wall time and machine load of every unit run
+    <study>/timing.jsonl                               wall time, machine load and threads of every unit run
+    <study>/.processes/<host>-<pid>.lock               one per live study process (repeatseg.study.processes)
     <study>/report.md, results.csv, results.json, figures/
 
 With ``cells: false`` (a classification study) the plan is the pretraining units alone, none
@@ -24,6 +25,9 @@ run folder (``repeatseg.files.claim_run_folder``), so no unit runs twice: a proc
 units that another live process holds (and for a cell's pretraining another process is running)
 until they finish, or until the holder dies (the kernel then drops its lock) and it takes the unit
 over and resumes it.
+
+Every unit of a study runs at one intra-op thread count, recorded in ``study.yaml`` (part of the
+recipe; see ``repeatseg.study.processes``), and a process that would crowd its host says so.
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ import torch
 from tqdm import tqdm
 
 from ..classifiers import timm_name_of
-from ..config import ClsConfig, SegConfig, StudyConfig, load_config, save_config
+from ..config import ClsConfig, SegConfig, StudyConfig, load_config
 from ..engine.distributed import DistInfo, barrier
 from ..files import FolderClaimedError, claim_run_folder
+from ..threads import usable_cores
 from ..weights import export_encoder
+from .processes import SETTLE_S, at_threads, fix_threads, planned_threads, register
 
 
 @dataclass
@@ -181,13 +187,15 @@ def run_cell(study: StudyConfig, cell: CellPlan, dist: DistInfo) -> None:
 
 
 def log_timing(study_dir: Path, unit, seconds: float, load_before: float, dist: DistInfo,
-               shard: Shard | None = None) -> None:
-    """One line per unit run: how long it took, the 1-minute load average before and after, and
-    which shard, host and process ran it (several may share the study folder)."""
+               shard: Shard | None = None, processes: int = 1) -> None:
+    """One line per unit run: how long it took, the 1-minute load average before and after, the
+    intra-op threads it ran at and the study processes on its host when it started (of the cores
+    it could use), and which shard, host and process ran it (several may share the study folder)."""
     if dist.is_main:
         record = {"kind": unit.kind, "encoder": unit.encoder, "seed": unit.seed, "seconds": round(seconds, 2),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-                  "cpus": os.cpu_count(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "cpus": os.cpu_count(), "usable_cores": usable_cores(), "threads": torch.get_num_threads(),
+                  "study_processes_on_host": processes, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "shard": str(shard or Shard()), "host": socket.gethostname(), "pid": os.getpid()}
         with open(study_dir / "timing.jsonl", "a") as out:
             out.write(json.dumps(record) + "\n")
@@ -212,12 +220,19 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
     if not study.cells and not study.pretrain.enabled:
         raise ValueError("cells: false (a classification study) needs pretrain.enabled and pretrain.config: "
                          "its classification runs are the study")
-    recipes = check_recipes(study, study_dir)  # before anything is written: one pretraining recipe, or allowed
+    planned = planned_threads(study, study_dir)  # part of the recipe: every unit runs at one count
+    recipes = check_recipes(at_threads(study, planned), study_dir)  # before anything is written
     if len(recipes) > 1:
         say(dist, "mixed pretraining recipes (allow_mixed_recipes: true):\n  " + "\n  ".join(describe(recipes)))
     study_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        save_config(study, study_dir / "study.yaml")
+    registration = register(study_dir)
+    settle_s = SETTLE_S if shard.count > 1 else 0.0  # shards started together count each other
+    threads = _from_main(fix_threads(study, study_dir, registration, settle_s) if dist.is_main else 0, dist)
+    study = at_threads(study, threads)
+    if threads != planned:
+        check_recipes(study, study_dir)
+    torch.set_num_threads(threads)
+    say(dist, f"{threads} intra-op thread(s) for every unit (train.threads, recorded in {study_dir / 'study.yaml'})")
     units = plan_units(study, study_dir)
     mine = [unit for unit in units if shard.owns(unit)]
     label = f"shard {shard}: " if shard.count > 1 else ""
@@ -229,6 +244,7 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
             say(dist, f"{label}[{mine.index(unit) + 1}/{len(mine)}] {unit.kind} {unit.encoder} seed {unit.seed}: "
                       f"{'resuming' if unit.started else 'starting'} | done {len(mine) - len(left)}, "
                       f"left {len(left)}, ETA {_eta(left, durations)}")
+            processes = registration.say_if_crowded(threads, lambda text: say(dist, f"{label}{text}"))
             start, load_before = time.perf_counter(), os.getloadavg()[0]
             if isinstance(unit, PretrainPlan):
                 run_pretrain(study, unit, dist)
@@ -236,7 +252,7 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
                 run_cell(study, unit, dist)
             seconds = time.perf_counter() - start
             durations[unit.kind].append(seconds)
-            log_timing(study_dir, unit, seconds, load_before, dist, shard)
+            log_timing(study_dir, unit, seconds, load_before, dist, shard, processes)
         finally:
             queue.release()
     left = [u for u in mine if not u.finished]

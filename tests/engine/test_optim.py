@@ -1,9 +1,11 @@
+import copy
+
 import pytest
 import torch
 
 import repeatseg
 from repeatseg.config import ScheduleConfig
-from repeatseg.engine.optim import build_optimizer, build_scheduler, param_groups
+from repeatseg.engine.optim import FOREACH_SAME_NUMBERS, build_optimizer, build_scheduler, param_groups
 
 
 def _groups(model, no_decay, mult=1.0):
@@ -67,3 +69,31 @@ def test_names_outside_the_grid_parse_and_register():
     assert (variant.arch, variant.width, variant.transform, variant.base_width) == ("resnet34", 4, "swish", 16)
     model = repeatseg.build_segmenter("repeat_r34_s4_b16", classes=2)
     assert model.encoder.out_channels == [3, 16, 16, 32, 64, 128]
+
+
+@pytest.mark.parametrize("name", FOREACH_SAME_NUMBERS)
+def test_foreach_update_gives_the_single_tensor_numbers_bit_for_bit(name):
+    """build_optimizer asks for the multi-tensor update (fast on the CPU); it must not change one bit
+    of the weights, on an f-RepeatNet whose scores, norms and convs sit in different groups."""
+    from repeatseg.config import OptimConfig
+
+    torch.manual_seed(0)
+    base = repeatseg.build_segmenter("repeat_r18_f2_b16", classes=3, decoder_channels=[16, 16, 8, 8, 8])
+    inputs, targets = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    weights = []
+    for foreach in (True, False):
+        model = copy.deepcopy(base)
+        optimizer = build_optimizer(model, OptimConfig(name=name, lr=0.05, weight_decay=1e-2), batch_size=2)
+        assert all(group["foreach"] is True for group in optimizer.param_groups)
+        if not foreach:
+            for group in optimizer.param_groups:
+                group["foreach"] = False
+        for _ in range(3):
+            loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.9
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

@@ -63,6 +63,16 @@ def test_resume_matches_uninterrupted_run(data_root, tmp_path):
         assert torch.equal(full[key], resumed[key]), key
 
 
+def test_a_data_worker_does_not_change_what_is_trained(data_root, tmp_path):
+    """Every sample is augmented from its own seed, so loading in a worker process (or not) trains
+    the same weights: the digits recipes load in the training process."""
+    for workers in (0, 1):
+        run = tmp_path / f"workers{workers}"
+        train_classification(config(data_root, run, "schedule.epochs=1", f"data.workers={workers}"), run, setup("cpu"))
+    first, second = (ckpt.load_weights(tmp_path / f"workers{w}" / "checkpoints/last.safetensors") for w in (0, 1))
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
 def test_export_then_build_segmenter_has_the_trained_encoder(trained, tmp_path):
     run, _ = trained
     out = tmp_path / "weights" / "repeat_r18_f2_b8-imagenet.safetensors"

@@ -33,6 +33,9 @@ def test_two_shards_started_together_run_every_unit_once_and_write_the_report(ti
                                            (t["encoder"], t["seed"])} for t in timing}
     assert all(len(found) == 1 for found in by_pair.values())  # a pair's pretraining and cell on one shard
     assert {t["shard"] for t in timing} == {"0/2", "1/2"}  # both shards did work
+    saved = (study_dir / "study.yaml").read_text()
+    assert {t["threads"] for t in timing} == {1} and "train.threads=1" in saved  # one recorded count ($OMP_NUM_THREADS)
+    assert all(1 <= t["study_processes_on_host"] <= 2 for t in timing)
 
     assert any("report:" in out for out, _ in outputs)  # the shard that completed the grid wrote it
     rows = {r["encoder"]: r for r in json.loads((study_dir / "results.json").read_text())["rows"]}
