@@ -12,14 +12,16 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
-from ..config import ClsConfig, save_config
+from ..config import ClsConfig
 from ..data import to_device
 from ..data.digits import ensure_digits
 from ..data.imagenet import ImageFolderClassification, classification_transforms
-from ..data.synthetic import make_synthetic_imagenet
+from ..data.synthetic import accept_for_config, make_synthetic_imagenet
 from ..registry import register
+from ..segmenter import options_named
 from .distributed import DistInfo, ShardSampler, barrier
-from .trainer import build_trainer, seed_everything, start_run, uses_channels_last
+from .optim import check_optimizer_name
+from .trainer import begin_run, build_trainer, run_to_end, seed_everything, start_run, uses_channels_last
 
 
 def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0, options: dict | None = None) -> nn.Module:
@@ -31,8 +33,9 @@ def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0, option
         if not timm.is_model(name) or options:
             raise
         return timm.create_model(name, num_classes=num_classes, drop_rate=drop_rate)
-    return timm.create_model(variant.timm_name, num_classes=num_classes, drop_rate=drop_rate,
-                             options=variant.option_dict)
+    with options_named(variant):
+        return timm.create_model(variant.timm_name, num_classes=num_classes, drop_rate=drop_rate,
+                                 options=variant.option_dict)
 
 
 def data_root(cfg: ClsConfig, dist: DistInfo) -> Path:
@@ -45,9 +48,10 @@ def data_root(cfg: ClsConfig, dist: DistInfo) -> Path:
             ensure_digits(root, progress=cfg.train.log_mode == "bar")
         barrier()
         return root / "cls"
-    if cfg.data.dataset == "synthetic" and not (root / "train").is_dir():
-        if dist.is_main:
-            make_synthetic_imagenet(root, num_classes=cfg.model.num_classes or 10, progress=cfg.train.log_mode == "bar")
+    if cfg.data.dataset == "synthetic":
+        if dist.is_main:  # written once (repeatseg.data.generate); a set of another class count is refused
+            make_synthetic_imagenet(root, num_classes=cfg.model.num_classes or 10, progress=cfg.train.log_mode == "bar",
+                                    accept=accept_for_config("num_classes", cfg.model.num_classes, "train"))
         barrier()
     return root
 
@@ -98,12 +102,13 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
 def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
     """Pretrain a classifier; writes the same run folder as segmentation. Returns final metrics."""
     run_dir = Path(run_dir)
+    check_optimizer_name(cfg.optim.name)  # before anything is read or written
     seed_everything(cfg.train.seed)
     train_loader, val_loader = build_loaders(cfg, dist)
-    start_run(run_dir, resume)
+    start_run(run_dir, resume, task="train_cls", is_main=dist.is_main)
     model = build_classifier(cfg.model.name, cfg.model.num_classes, cfg.model.drop_rate, cfg.model.options)
     if dist.is_main and not resume:
-        save_config(cfg, run_dir / "config.yaml")
+        begin_run(run_dir, cfg, "train_cls")
     channels_last = uses_channels_last(cfg.train, dist)
 
     def prepare_batch(batch):
@@ -124,6 +129,4 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
                   "options": cfg.model.options,
                   "classes": train_loader.dataset.classes},
     )
-    final = trainer.fit()
-    trainer.write_summary(final, model=cfg.model.name)
-    return final
+    return run_to_end(trainer, model=cfg.model.name)
