@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 import repeatseg
 from repeatseg.accounting import STAT_KEYS, format_count
 
