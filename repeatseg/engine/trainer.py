@@ -67,11 +67,12 @@ def seed_everything(seed: int) -> None:
 
 
 def start_run(run_dir: Path, resume: bool, task: str = "train", is_main: bool = True) -> None:
-    """Refuse to overwrite a run or a folder that is not one, or to resume a run that is not there
-    (a fresh run's folder is marked as a run's by ``begin_run``, ``repeatseg.files.MARKER``). A folder is a run folder only
-    if it carries that marker (or, from before markers, a checkpoint): a folder of other files is
-    never written into, whatever their names. A run folder of ours that stopped before its first
-    checkpoint holds no run: it may start again."""
+    """Refuse to overwrite a run or a folder that is not one, or to resume a run that is not there.
+
+    A folder is a run folder only if it carries the run marker (``repeatseg.files.MARKER``, written
+    by ``begin_run``) or, from before markers, a checkpoint: a folder of other files is never
+    written into, whatever their names, nor one inside a dataset. A run folder of ours that stopped
+    before its first checkpoint holds no run: it may start again. Only rank 0 (``is_main``) checks."""
     run_dir = Path(run_dir)
     if not is_main:
         return

@@ -49,7 +49,16 @@ from ..config import (
     validated,
 )
 from ..engine.distributed import DistInfo, barrier
-from ..files import MARKER, OWNER_FILE, FolderClaimedError, claim_run_folder, marker_kind, remove_stale_temporaries, write_marker
+from ..files import (
+    MARKER,
+    OWNER_FILE,
+    TEMP_SUFFIX,
+    FolderClaimedError,
+    claim_run_folder,
+    marker_kind,
+    remove_stale_temporaries,
+    write_marker,
+)
 from ..outputs import enclosing_dataset, is_study_folder
 from ..variants import get_variant
 from ..weights import export_encoder
@@ -198,7 +207,8 @@ def check_study_folder(study_dir: Path) -> None:
         raise FileExistsError(f"{study_dir} is a file, not a study folder")
     if is_study_folder(study_dir):
         return
-    foreign = sorted(p.name for p in study_dir.iterdir() if p.name not in STUDY_ENTRIES)
+    foreign = sorted(p.name for p in study_dir.iterdir()  # another shard's temporaries may be there
+                     if p.name not in STUDY_ENTRIES and not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)))
     if foreign:
         raise FileExistsError(f"{study_dir} is not empty and not a study folder (it holds {', '.join(foreign[:5])}): "
                               "choose another --output")
