@@ -125,8 +125,7 @@ def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.
     tensors, metadata = read_checkpoint(path)
     what = export_kind(metadata)
     if what is not None and "folded" not in what:  # a folded RepeatNet is its dense twin's checkpoint: it may load
-        raise ValueError(f"{path} is {what}, not a training checkpoint: give the run folder or checkpoint it was "
-                         f"exported from{' (' + metadata['source'] + ')' if metadata.get('source') else ''}")
+        raise ValueError(f"{path} is not a segmenter's training checkpoint: it is {what}")
     encoder = encoder or metadata.get("encoder")
     if not encoder:
         raise ValueError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
@@ -146,7 +145,11 @@ def export_kind(metadata: dict) -> str | None:
     file loads with ``repeatseg.load_packed``; a folded one (plain convs) is for deployment; an
     exported encoder goes into ``--encoder-weights``."""
     if str(metadata.get("format", "")).startswith("repeatseg-packed"):
-        return "a packed export (tools/export.py --pack; load it with repeatseg.load_packed)"
+        return ("a packed export (tools/export.py --pack): load it with repeatseg.load_packed, or give the run "
+                "folder it was exported from")
+    if metadata.get("task") == "classification":
+        return ("a classification checkpoint (train_cls.py): export its encoder with tools/export_encoder.py and "
+                "fine-tune it with train_seg.py --encoder-weights")
     if "folded_from" in metadata:
         fused = ", BN fused" if metadata.get("fused_bn") == "True" else ""
         return (f"a folded export of {metadata['folded_from']} (tools/export.py --fold{fused}: plain convs for "
