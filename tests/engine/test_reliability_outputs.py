@@ -739,7 +739,7 @@ def test_a_non_finite_loss_before_the_first_checkpoint_says_there_is_none(seg_da
     assert "No checkpoint was written" in err and "is intact" not in err
 
 
-def test_eval_names_a_packed_or_folded_file_for_what_it_is(tmp_path, seg_data, cli):
+def test_eval_names_a_packed_or_folded_file_for_what_it_is(tmp_path, seg_data, cls_run, cli):
     from tiny import tiny_named
 
     name = tiny_named("basis_r18_s4u1_b8").name
@@ -752,6 +752,11 @@ def test_eval_names_a_packed_or_folded_file_for_what_it_is(tmp_path, seg_data, c
             tmp_path / "packed.safetensors", "packed export")
     refused(cli("--checkpoint", tmp_path / "folded.safetensors", "--data-root", seg_data, tool="eval_seg"),
             tmp_path / "folded.safetensors", "folded export")
+    refused(cli("--checkpoint", cls_run, "--data-root", seg_data, tool="eval_seg"), "classification checkpoint")
+    code, _, err = cli(cls_run, "--output", tmp_path / "encoder.safetensors", tool="export_encoder")
+    assert code == 0, err
+    refused(cli("--checkpoint", tmp_path / "encoder.safetensors", "--data-root", seg_data, tool="eval_seg"),
+            "exported encoder")
 
 
 def test_a_config_key_that_is_a_path_is_refused(seg_data, tmp_path, cli):
