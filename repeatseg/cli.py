@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ConfigError, load_config, to_dict
+from .config import FREE_ON_RESUME, ConfigError, config_differences, fixed_values, load_config, value_differences
 from .data import DataError
 from .engine import distributed
 from .engine.trainer import NonFiniteLossError
-from .files import FolderClaimedError, claim_run_folder
+from .files import FolderClaimedError, claim_run_folder, read_marker
+from .outputs import enclosing_dataset, is_run_folder
 from .threads import apply_threads, oversubscription
-
-# Sections a resumed run keeps as it started (the checkpoint holds their effect); only the
-# schedule's length may change (see repeatseg.engine.trainer), and where the weights came from.
-FIXED_ON_RESUME = ("model", "optim", "schedule")
-FREE_ON_RESUME = {"model.encoder_weights", "model.weights_dir", "schedule.epochs", "schedule.iters"}
 
 # flag -> dotted config key, for the flags every training tool has
 COMMON_FLAGS = {
@@ -89,21 +86,37 @@ def fail(error: BaseException | str, code: int = 2) -> int:
     return code
 
 
+def generate(make: Callable[[], object], output) -> tuple[int, object]:
+    """Run a data generator for a tool (``make_digits.py``, ``make_synthetic_*.py``): (0, its
+    result), or (2, None) with a one-line message, or (130, None) on Ctrl-C; a failed or
+    interrupted generator leaves nothing at ``output`` (``repeatseg.data.generate``)."""
+    try:
+        return 0, make()
+    except (DataError, ValueError, OSError) as error:
+        return fail(error), None
+    except KeyboardInterrupt:
+        print(f"interrupted; nothing was written at {output}", file=sys.stderr)
+        return 130, None
+
+
 def check_resume_config(saved_path: Path, saved, cfg) -> None:
-    """Refuse flags that a resume could not honour (another encoder, lr, schedule shape): the
-    checkpoint fixes them. Only the schedule's length may change."""
-    before, after = to_dict(saved), to_dict(cfg)
-    threads = before["train"].get("threads")
-    if threads is not None and after["train"]["threads"] != threads:
-        raise ConfigError(f"train.threads is {threads} in {saved_path}, not {after['train']['threads']}: the thread "
-                          "count changes results, so a resumed run keeps the one it started with (drop --threads)")
-    for section in FIXED_ON_RESUME:
-        for key, value in after.get(section, {}).items():
-            dotted = f"{section}.{key}"
-            if dotted not in FREE_ON_RESUME and before[section].get(key) != value:
-                raise ConfigError(f"{dotted} is {before[section].get(key)!r} in {saved_path}, not {value!r}: a resumed "
-                                  f"run keeps the {section} it started with (drop that flag, or start a new run "
-                                  "with another --output)")
+    """Refuse flags and ``--set`` values that would change what a resumed run trains (see
+    ``repeatseg.config.FREE_ON_RESUME`` for what may change), naming every such key with both values;
+    and a ``config.yaml`` edited since the run started (its marker records what it trains with)."""
+    started = (read_marker(saved_path.parent) or {}).get("trains")
+    if started is not None:
+        now = json.loads(json.dumps(fixed_values(saved)))
+        edited = value_differences(started, now)
+        if edited:
+            listed = "; ".join(f"{key} was {old!r}, now {new!r}" for key, old, new in edited[:6])
+            raise ConfigError(f"{saved_path} was edited after its run started ({listed}): the checkpoint was trained "
+                              "with the first values; restore them, or start a new run with another --output")
+    changed = config_differences(saved, cfg, FREE_ON_RESUME)
+    if changed:
+        listed = "; ".join(f"{key} is {old!r} in {saved_path}, not {new!r}" for key, old, new in changed[:6])
+        raise ConfigError(f"{listed}: a resumed run keeps what it was started with (only the schedule length, "
+                          "data root, workers, device and logging may change): drop those flags, or start a new "
+                          "run with another --output")
 
 
 def interrupted(run_dir: Path) -> int:
@@ -121,6 +134,8 @@ def run_training(args: argparse.Namespace, config_cls: type, flags: dict[str, st
     folder is ``default_output(config)`` (e.g. runs/<encoder>)."""
     files = list(args.config)
     if args.resume:
+        if not is_run_folder(args.resume):
+            return fail(f"--resume {args.resume}: not a repeatseg run folder (it has no run marker and no checkpoint)")
         saved_path = Path(args.resume) / "config.yaml"
         files = [saved_path, *files]
         args.output = args.resume
@@ -129,6 +144,9 @@ def run_training(args: argparse.Namespace, config_cls: type, flags: dict[str, st
         if args.resume:
             check_resume_config(saved_path, load_config(config_cls, [saved_path]), cfg)
         cfg.output = cfg.output or default_output(cfg)
+        inside = enclosing_dataset(cfg.output)  # before the claim creates the folder
+        if inside is not None:
+            raise ConfigError(f"--output {cfg.output} is inside the dataset {inside}: choose a folder outside it")
         dist = distributed.setup(cfg.train.device)
     except (ConfigError, RuntimeError) as error:
         return fail(error)

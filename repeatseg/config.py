@@ -92,7 +92,8 @@ class TrainConfig:
     sync_bn: bool = True  # CUDA DDP only
     seed: int = 0
     eval_every: int = 1  # epochs
-    eval_batch_size: int = 8  # per process; images keep their size, padded to the batch maximum
+    eval_batch_size: int = 8  # per process, for images up to 512x512: larger ones go in smaller batches (or alone)
+    eval_max_pixels: int = 4096 * 4096  # an evaluation image larger than this (height x width) is refused
     eval_flip: bool = False
     log_every: int = 20  # iterations between metrics.jsonl records
     log_mode: Literal["bar", "plain", "quiet"] = "bar"
@@ -202,15 +203,70 @@ class StudyConfig:
 
 # Sizes and counts that must be at least 1 when given (0 would fail deep inside a library).
 AT_LEAST_ONE = {"schedule.epochs", "schedule.iters", "data.crop_size", "data.image_size", "train.batch_size",
-                "train.eval_batch_size", "train.eval_every", "train.log_every", "train.threads"}
+                "train.eval_batch_size", "train.eval_every", "train.log_every", "train.eval_max_pixels", "train.threads",
+                "model.in_channels", "model.classes", "model.num_classes", "model.decoder_channels"}
+# Sizes beyond which one sample cannot fit in memory (a 100,000 px crop is 30 GB before the model).
+AT_MOST = {"data.crop_size": 4096, "data.image_size": 4096}
+# Numbers that are never negative (a negative lr or worker count fails deep inside torch, or trains nonsense).
+NON_NEGATIVE = {"optim.lr", "optim.momentum", "optim.weight_decay", "optim.encoder_lr_mult", "optim.regularization_weight",
+                "optim.clip_grad_norm", "schedule.power", "schedule.decay_rate", "schedule.min_lr", "schedule.warmup_iters",
+                "schedule.warmup_lr_init", "data.workers", "train.seed", "model.drop_rate", "train.label_smoothing",
+                "data.color_jitter", "data.hflip"}
+FRACTIONS = {"data.hflip", "data.crop_pct", "model.drop_rate", "train.label_smoothing"}  # within [0, 1]
+# (low, high) pairs of positive numbers: a reversed range would be sampled as nonsense, not refused.
+RANGES = {"data.scale_range", "data.scale"}
+# Lists whose items must differ: a repeated class name merges two classes' IoU; a repeated encoder
+# or seed counts one training twice.
+UNIQUE = {"data.classes", "encoders", "seeds", "schedule.milestones"}
+NOT_EMPTY = {"encoders", "seeds", "data.classes"}
+# Fields that become part of a file or folder name (runs/<encoder>, cells/<encoder>/seed<k>,
+# weights/<encoder>-<tag>-seed<k>, ImageSets/Segmentation/<split>.txt, ROOT/<split>/): plain names only.
+PLAIN_NAMES = {"model.encoder", "model.name", "encoders", "pretrain.tag", "data.split", "data.val_split",
+               "data.train_split"}
+
+
+def is_plain_name(text: str) -> bool:
+    """A file or folder name, not a path: no separator, not ``.`` or ``..``, no control characters
+    or surrounding spaces."""
+    return (bool(text) and text not in (".", "..") and text == text.strip() and "/" not in text and "\\" not in text
+            and all(ord(char) >= 32 for char in text))
+
+
+def _check_list(value: list, key: str) -> None:
+    if key in NOT_EMPTY and not value:
+        raise ConfigError(f"{key}: must not be empty")
+    if key in UNIQUE:
+        repeated = sorted({str(v) for v in value if value.count(v) > 1})
+        if repeated:
+            raise ConfigError(f"{key}: {', '.join(repeated)} given more than once")
+    if key in RANGES and len(value) == 2 and not 0 < value[0] <= value[1]:
+        raise ConfigError(f"{key}: expected [low, high] with 0 < low <= high, got {list(value)}")
+    if key == "seeds" and any(isinstance(v, int) and v < 0 for v in value):
+        raise ConfigError(f"{key}: seeds must be >= 0, got {list(value)}")
 
 
 def _check_range(value: Any, key: str) -> Any:
-    """Numbers no run can use: non-finite floats anywhere (an lr of inf), zero sizes and counts."""
+    """Values no run can use: non-finite floats anywhere (an lr of inf), zero sizes and counts,
+    negative rates, reversed ranges, repeated list items, and paths where a name belongs."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}: {value} is not a finite number")
-    if key in AT_LEAST_ONE and isinstance(value, int) and value < 1:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in AT_LEAST_ONE and number and value < 1:
         raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if key in AT_LEAST_ONE and isinstance(value, (list, tuple)) and any(isinstance(v, int) and v < 1 for v in value):
+        raise ConfigError(f"{key}: every value must be at least 1, got {list(value)}")
+    if key in AT_MOST and number and value > AT_MOST[key]:
+        raise ConfigError(f"{key}: at most {AT_MOST[key]}, got {value}")
+    if key in NON_NEGATIVE and number and value < 0:
+        raise ConfigError(f"{key}: must be >= 0, got {value}")
+    if key in FRACTIONS and number and value > 1:
+        raise ConfigError(f"{key}: must be within [0, 1], got {value}")
+    if isinstance(value, (list, tuple)):
+        _check_list(list(value), key)
+    names = value if isinstance(value, (list, tuple)) else [value]
+    if key in PLAIN_NAMES and any(isinstance(v, str) and not is_plain_name(v) for v in names):
+        raise ConfigError(f"{key}: {value!r} must be a plain name (it becomes part of a file or folder name): "
+                          "no '/', '\\', '..' or surrounding spaces")
     return value
 
 
@@ -269,6 +325,12 @@ def from_dict(cls: type, values: dict, prefix: str = "") -> Any:
     return cls(**{k: _check_range(_check(v, hints[k], f"{prefix}{k}"), f"{prefix}{k}") for k, v in values.items()})
 
 
+def validated(config: Any) -> Any:
+    """``config`` (a dataclass built in code, not loaded) checked as loading checks it; returns it."""
+    from_dict(type(config), to_dict(config))
+    return config
+
+
 def to_dict(config: Any) -> dict:
     def plain(value):
         if isinstance(value, tuple):
@@ -280,6 +342,45 @@ def to_dict(config: Any) -> dict:
         return value
 
     return plain(dataclasses.asdict(config))
+
+
+# What a resumed run may change: the schedule's length (followed as if planned so, see
+# repeatseg.engine.trainer), where the data and weight tags live, how many loader workers, the device
+# and how it is driven (compile, channels_last: the same computation), logging, and the evaluation's
+# size limit (it refuses, it never changes a result). Everything else decides what is trained, and
+# a resume refuses to change it: the split, batch, seed, crop, model, optimiser, schedule shape, ...
+FREE_ON_RESUME = {"schedule.epochs", "schedule.iters", "data.root", "model.weights_dir", "data.workers",
+                  "train.device", "train.compile", "train.channels_last", "train.log_mode", "train.log_every",
+                  "train.eval_max_pixels", "output", "provenance"}
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (dataclass sections only; option dicts stay values)."""
+    flat = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dotted not in ("model.options", "provenance", "data.affine"):
+            flat.update(_flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def fixed_values(config: Any, free: set[str] = FREE_ON_RESUME) -> dict:
+    """``config`` as dotted keys, without ``free`` ones: what a run trains with (JSON-able)."""
+    return {key: value for key, value in _flatten(to_dict(config)).items()
+            if key not in free and key.split(".")[0] not in free}
+
+
+def value_differences(before: dict, after: dict) -> list[tuple[str, object, object]]:
+    """(key, before, after) for every dotted key on which two ``fixed_values`` disagree."""
+    return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key)]
+
+
+def config_differences(saved, cfg, free: set[str]) -> list[tuple[str, object, object]]:
+    """(key, saved value, new value) for every key outside ``free`` on which ``cfg`` differs from ``saved``."""
+    return value_differences(fixed_values(saved, free), fixed_values(cfg, free))
 
 
 def merge(base: dict, update: dict) -> dict:

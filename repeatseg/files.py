@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-TEMP_SUFFIX = ".tmp"  # atomic writes stage ``.<name>.<random>.tmp`` beside their target
+TEMP_SUFFIX = ".tmp"  # atomic writes stage ``.<name>.<host>-<pid>-<random>.tmp`` beside their target
 
 
 def _umask() -> int:
@@ -49,10 +50,16 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 would hide results from a shared group
 
 
+def temp_prefix(path: str | Path) -> str:
+    """What an atomic write of ``path`` names its temporary: ``.<name>.<host>-<pid>-``, so a
+    later run can tell a dead writer's leftover from a live writer's file (``remove_stale_temporaries``)."""
+    return f".{Path(path).name}.{socket.gethostname()}-{os.getpid()}-"
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -141,6 +148,89 @@ def sha256_of(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 24), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------- leftovers
+
+def _temp_writer(temp: Path, target_name: str) -> tuple[str, int] | None:
+    """(host, pid) of the process that staged ``temp`` for ``target_name``, or None if ``temp`` is
+    not an atomic write's temporary of that name (see ``temp_prefix``)."""
+    head, tail = f".{target_name}.", TEMP_SUFFIX
+    name = temp.name
+    if not (name.startswith(head) and name.endswith(tail)):
+        return None
+    parts = name[len(head):-len(tail)].rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _dead_here(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this host (another user's process counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_stale_temporaries(path: str | Path, stale_after: float = 600.0) -> list[Path]:
+    """Delete the temporaries that killed atomic writes of ``path`` left beside it, and only
+    those: a temporary is stale when its writer's pid is dead on this host, or (written from
+    another host sharing the folder) it has not changed for ``stale_after`` seconds. A live
+    writer's temporary, and every other file, is left alone. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"))
+    except OSError:
+        return removed
+    for temp in candidates:
+        writer = _temp_writer(temp, path.name)
+        if writer is None or not temp.is_file():
+            continue
+        host, pid = writer
+        if host == socket.gethostname():
+            stale = _dead_here(pid)
+        else:
+            stale = time.time() - temp.stat().st_mtime > stale_after
+        if stale:
+            temp.unlink(missing_ok=True)
+            removed.append(temp)
+    return removed
+
+
+# ------------------------------------------------------------------------------- markers
+
+MARKER = ".repeatseg.json"  # in a folder a repeatseg tool made: what it is (run, study, data, predictions, eval)
+MARKER_KINDS = ("run", "study", "data", "predictions", "eval")
+WRITTEN_BY = "written_by"  # metadata key of every weights file a repeatseg export wrote
+
+
+def write_marker(folder: str | Path, kind: str, **info) -> dict:
+    """Mark ``folder`` as a repeatseg ``kind`` folder (``MARKER_KINDS``): a tool replaces files only
+    in folders carrying its own kind of marker. ``info`` is recorded with host, pid and time."""
+    if kind not in MARKER_KINDS:
+        raise ValueError(f"unknown marker kind {kind!r}; expected one of {MARKER_KINDS}")
+    record = {"kind": kind, "format": 1, **info, "host": socket.gethostname(), "pid": os.getpid(),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_json(Path(folder) / MARKER, record)
+    return record
+
+
+def read_marker(folder: str | Path) -> dict | None:
+    """The marker of a folder a repeatseg tool made, or None (no marker, or not one of ours)."""
+    try:
+        record = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("kind") in MARKER_KINDS else None
+
+
+def marker_kind(folder: str | Path) -> str | None:
+    return (read_marker(folder) or {}).get("kind")
 
 
 # ------------------------------------------------------------------------------- folder claims

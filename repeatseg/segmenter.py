@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -45,14 +46,15 @@ def build_segmenter(
         encoder_weights = resolve_weights(encoder_weights, get_variant(encoder).name, weights_dir)
         options = {**stored_options(read_metadata(encoder_weights), encoder), **(options or {})}
     variant = register(encoder, **(options or {}))
-    model = smp.Unet(
-        encoder_name=variant.smp_key,
-        encoder_depth=5,
-        encoder_weights=None,
-        decoder_channels=tuple(decoder_channels or DECODER_CHANNELS),
-        in_channels=3 if encoder_weights is not None else in_channels,
-        classes=classes,
-    )
+    with options_named(variant):
+        model = smp.Unet(
+            encoder_name=variant.smp_key,
+            encoder_depth=5,
+            encoder_weights=None,
+            decoder_channels=tuple(decoder_channels or DECODER_CHANNELS),
+            in_channels=3 if encoder_weights is not None else in_channels,
+            classes=classes,
+        )
     model.encoder_variant = variant
     model.encoder_weights_report = None
     if encoder_weights is not None:
@@ -63,6 +65,19 @@ def build_segmenter(
         model.encoder.set_in_channels(in_channels, pretrained=True)
         model.encoder_weights_report = report
     return model
+
+
+@contextmanager
+def options_named(variant):
+    """Building a model whose option values are unusable (``score_init=[1,0]``) fails deep in a
+    layer; say which model and options, with the layer's own reason."""
+    try:
+        yield
+    except (RuntimeError, TypeError, ValueError, AssertionError) as error:
+        if not variant.options:
+            raise
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"cannot build {variant.name} with model options {variant.option_dict}: {reason}") from error
 
 
 def find_checkpoint(source: str | Path) -> Path:
@@ -113,9 +128,37 @@ def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.
 
     path = find_checkpoint(source)
     tensors, metadata = read_checkpoint(path)
+    what = export_kind(metadata)
+    if what is not None and "folded" not in what:  # a folded RepeatNet is its dense twin's checkpoint: it may load
+        raise ValueError(f"{path} is not a segmenter's training checkpoint: it is {what}")
     encoder = encoder or metadata.get("encoder")
     if not encoder:
         raise ValueError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
     model = build_segmenter(encoder, **segmenter_arguments(metadata, encoder))
-    model.load_state_dict(tensors)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as error:
+        if what is not None:
+            raise ValueError(f"{path} is {what}: give the run folder or checkpoint it was folded from") from error
+        raise ValueError(f"{path} does not fit the segmenter {encoder} (classes, options and decoder from its "
+                         f"metadata): {str(error).splitlines()[0]} ...") from error
     return model, dict(metadata, encoder=encoder, checkpoint=str(path))
+
+
+def export_kind(metadata: dict) -> str | None:
+    """What an exported weights file is, by its metadata (None for a training checkpoint): a packed
+    file loads with ``repeatseg.load_packed``; a folded one (plain convs) is for deployment; an
+    exported encoder goes into ``--encoder-weights``."""
+    if str(metadata.get("format", "")).startswith("repeatseg-packed"):
+        return ("a packed export (tools/export.py --pack): load it with repeatseg.load_packed, or give the run "
+                "folder it was exported from")
+    if metadata.get("task") == "classification":
+        return ("a classification checkpoint (train_cls.py): export its encoder with tools/export_encoder.py and "
+                "fine-tune it with train_seg.py --encoder-weights")
+    if "folded_from" in metadata:
+        fused = ", BN fused" if metadata.get("fused_bn") == "True" else ""
+        return (f"a folded export of {metadata['folded_from']} (tools/export.py --fold{fused}: plain convs for "
+                "deployment, which its own training segmenter does not load)")
+    if "source_sha256" in metadata and metadata.get("task") != "segmentation" and "recipe" in metadata:
+        return "an exported encoder (tools/export_encoder.py; give it to train_seg.py --encoder-weights)"
+    return None

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from .files import load_torch, load_weights, non_finite_keys, sha256_of
+from .files import WRITTEN_BY, load_torch, load_weights, non_finite_keys, sha256_of
 
 WEIGHTS_ENV = "REPEATSEG_WEIGHTS"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
@@ -220,7 +220,7 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     exported = {
         **variant.with_options(**options).metadata(),
         "epochs": metadata.get("epoch", ""), "top1": "" if top1 is None else f"{top1:.6f}",
-        "source": str(path), "source_sha256": sha256_of(path), **recipe,
+        "source": str(path), "source_sha256": sha256_of(path), **recipe, WRITTEN_BY: "repeatseg export_encoder",
     }
     save_weights(output, {k: v for k, v in tensors.items() if not k.startswith(_DROPPED_BY_ENCODER)}, exported)
     return exported

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+import tests.tool_loader  # noqa: F401  (puts tools/ on sys.path, as running a tool does)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

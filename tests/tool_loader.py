@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "tools") not in sys.path:  # what ``python tools/x.py`` puts first: the tools' own helpers
+    sys.path.append(str(ROOT / "tools"))
 
 
 def load_tool(name: str) -> ModuleType:

@@ -43,6 +43,7 @@ import sys
 import time
 from pathlib import Path
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
 import timm
 import torch
 import torch.nn.functional as F

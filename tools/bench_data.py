@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader

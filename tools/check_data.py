@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 from repeatseg.data import check_split
 
 

@@ -12,16 +12,22 @@ running it again skips what is finished and resumes what was interrupted.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
+
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+from PIL import Image, PngImagePlugin
 
 import repeatseg  # noqa: F401  (registers the encoders)
 from repeatseg.config import ConfigError, PretrainStudyConfig, SegConfig, StudyConfig, load_config
 from repeatseg.data import DataError, VOCSegmentation
 from repeatseg.engine import distributed
 from repeatseg.engine.seg import segmentation_root
+from repeatseg.files import atomic_write_bytes
 from repeatseg.metrics import format_table
+from repeatseg.outputs import enclosing_dataset
 from repeatseg.segmenter import load_segmenter
 from repeatseg.study.report import prediction_panel
 from repeatseg.study.runner import plan_cells, run_study
@@ -42,6 +48,37 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FIGURE_MARK = ("Software", "repeatseg demo")  # a PNG text chunk: the demo replaces only its own picture
+
+
+def check_figure(figure: Path, demo_folder: Path) -> None:
+    """Refuse a --figure that would replace a file the demo did not write, or land in a dataset
+    (the demo folder is the demo's own: its picture there is replaced on every run)."""
+    if demo_folder.resolve() in figure.resolve().parents:
+        return
+    dataset = enclosing_dataset(figure.parent)
+    if dataset is not None:
+        raise ValueError(f"--figure {figure} is inside the dataset {dataset}: write it outside")
+    if figure.exists():
+        try:
+            with Image.open(figure) as image:
+                ours = image.text.get(FIGURE_MARK[0]) == FIGURE_MARK[1]
+        except Exception:  # noqa: BLE001 - not a picture at all
+            ours = False
+        if not ours:
+            raise ValueError(f"--figure {figure} exists and is not a picture the demo wrote: choose another path")
+
+
+def mark_figure(figure: Path) -> None:
+    with Image.open(figure) as image:
+        image.load()
+        info = PngImagePlugin.PngInfo()
+        info.add_text(*FIGURE_MARK)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", pnginfo=info)
+    atomic_write_bytes(figure, buffer.getvalue())
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.output)
     shared_sets = [f"data.root={args.data_root}"] if args.data_root else []
@@ -58,12 +95,17 @@ def main(args: argparse.Namespace) -> int:
         cfg = load_config(SegConfig, [cell.run_dir / "config.yaml"])
         dataset = VOCSegmentation(segmentation_root(cfg), cfg.data.val_split, class_names=cfg.data.classes)
         figure = Path(args.figure or out / "predictions.png")
+        check_figure(figure, out)
         figure.parent.mkdir(parents=True, exist_ok=True)
         model, _ = load_segmenter(cell.run_dir)
         prediction_panel(dataset, list(range(min(args.samples, len(dataset)))), [(args.encoder, model)], figure)
-    except (ConfigError, DataError, ValueError, FileNotFoundError, FileExistsError) as error:
+        mark_figure(figure)
+    except (ConfigError, DataError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to continue ({out})", file=sys.stderr)
+        return 130
     finally:
         distributed.cleanup()
     top1 = json.loads((cell.pretrain.run_dir / "metrics.json").read_text())["top1"]

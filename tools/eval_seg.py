@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 import repeatseg
 from repeatseg.cli import fail
 from repeatseg.config import ConfigError, SegConfig, load_config
@@ -25,6 +27,7 @@ from repeatseg.engine import checkpoint as ckpt
 from repeatseg.engine import distributed
 from repeatseg.engine.seg import evaluate, prediction_writer, segmentation_root, val_loader_for
 from repeatseg.metrics import format_table
+from repeatseg.outputs import check_owned_folder, fill_owned_folder
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -40,6 +43,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], default=None)
+    parser.add_argument("--force", action="store_true", help="refill an --output or --save-predictions folder an earlier "
+                                                             "eval_seg.py filled (only if it holds nothing else)")
     return parser
 
 
@@ -49,20 +54,8 @@ def run_config(weights: Path) -> SegConfig:
     return load_config(SegConfig, [config]) if config.is_file() else SegConfig()
 
 
-def check_output_folder(folder: Path) -> None:
-    """Refuse, before evaluating, an --output that is a file or a training run folder (whose
-    metrics.json is the training summary)."""
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--output {folder} is a file; give a folder for metrics.json")
-    if (folder / "checkpoints").is_dir() or (folder / "config.yaml").is_file():
-        raise ValueError(f"--output {folder} is a training run folder; its metrics.json is the training summary: "
-                         f"choose another folder (e.g. {folder / 'eval'})")
-
-
 def main(args: argparse.Namespace) -> int:
     try:
-        if args.output:
-            check_output_folder(Path(args.output))
         model, metadata = repeatseg.load_segmenter(args.checkpoint, args.encoder)
         weights, encoder, classes = Path(metadata["checkpoint"]), metadata["encoder"], model.segmentation_head[0].out_channels
         ckpt.check_against_manifest(weights)
@@ -70,20 +63,26 @@ def main(args: argparse.Namespace) -> int:
         root = args.data_root or segmentation_root(cfg)
         if not root:
             raise ConfigError("no data root: pass --data-root")
+        if args.output:  # before anything is evaluated
+            if args.save_predictions and Path(args.output).resolve() == Path(args.save_predictions).resolve():
+                raise ValueError(f"--output and --save-predictions are both {args.output}: give two folders")
+            check_owned_folder(args.output, "eval", args.force, "--output", dataset=root)
         dist = distributed.setup(args.device or cfg.train.device)
     except (ConfigError, ValueError, RuntimeError, OSError) as error:
         return fail(error)
     try:
-        if args.output:
-            Path(args.output).mkdir(parents=True, exist_ok=True)  # before the evaluation, not after it
         model.to(dist.device)
         loader = val_loader_for(Path(root), args.split or cfg.data.val_split, dist,
                                 args.batch_size or cfg.train.eval_batch_size,
-                                cfg.data.workers if args.workers is None else args.workers, class_names=cfg.data.classes)
+                                cfg.data.workers if args.workers is None else args.workers, class_names=cfg.data.classes,
+                                max_pixels=cfg.train.eval_max_pixels)
         if loader.dataset.num_classes != classes:
             raise ValueError(f"the model predicts {classes} classes but {loader.dataset.voc_root} has "
                              f"{loader.dataset.num_classes} ({', '.join(loader.dataset.class_names[:5])}, ...)")
-        writer = prediction_writer(loader.dataset, args.save_predictions) if args.save_predictions else None
+        writer = (prediction_writer(loader.dataset, args.save_predictions, args.force, take=dist.is_main)
+                  if args.save_predictions else None)
+        if args.output and dist.is_main:
+            fill_owned_folder(args.output, "eval", ["metrics.json"], checkpoint=str(weights))
         metrics = evaluate(model, loader, dist.device, classes, args.amp or cfg.train.amp,
                            channels_last=False, flip=args.flip, on_prediction=writer, progress=dist.is_main)
         if dist.is_main:

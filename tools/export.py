@@ -16,32 +16,26 @@ import json
 import sys
 from pathlib import Path
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 import repeatseg
 from repeatseg.cli import fail
 from repeatseg.engine import checkpoint as ckpt
 from repeatseg.export import export_onnx, fold, pack
-from repeatseg.files import save_weights
-
-
-def check_output(output: Path, checkpoint: Path) -> None:
-    """Refuse an --output that is a folder, or that would replace a run's checkpoint files."""
-    if output.is_dir():
-        raise ValueError(f"--output {output} is a folder; give a file name")
-    if output.resolve() == checkpoint.resolve() or (output.parent / "last.state.pt").exists():
-        raise ValueError(f"--output {output} would overwrite a run's checkpoints ({checkpoint.parent}); "
-                         "write the export elsewhere")
+from repeatseg.files import TEMP_SUFFIX, WRITTEN_BY, save_weights, temp_prefix
+from repeatseg.outputs import check_output_file
 
 
 def main(args: argparse.Namespace) -> int:
     try:
+        check_output_file(args.output, force=args.force)
         model, metadata = repeatseg.load_segmenter(args.source, args.encoder)
         ckpt.check_against_manifest(metadata["checkpoint"])
-        check_output(Path(args.output), Path(metadata["checkpoint"]))
         return export(args, model, metadata)
     except (ValueError, RuntimeError, OSError) as error:
         return fail(error)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (nothing was written)", file=sys.stderr)
         return 130
 
 
@@ -49,6 +43,7 @@ def export(args: argparse.Namespace, model, metadata: dict) -> int:
     model.eval()
     variant = repeatseg.get_variant(metadata["encoder"])
     keep = {k: metadata[k] for k in ("encoder", "classes", "in_channels", "options", "decoder_channels") if k in metadata}
+    keep[WRITTEN_BY] = "repeatseg export"  # --force replaces only files carrying it
     output = Path(args.output)
     if args.fold:
         # The variant says what its folded model loads into (a RepeatNet model: its dense twin), if anything.
@@ -67,11 +62,29 @@ def export(args: argparse.Namespace, model, metadata: dict) -> int:
               f"+{100 * (size / stats.packed_bytes - 1):.2f}%)")
     else:
         try:
-            export_onnx(model, output, args.input_size, int(keep.get("in_channels", 3)))
+            write_onnx(model, output, args.input_size, int(keep.get("in_channels", 3)))
         except ImportError as error:
             return fail(f"ONNX export needs the extra: pip install 'repeatseg[onnx]' ({error})")
         print(f"wrote {output}")
     return 0
+
+
+def write_onnx(model, output: Path, input_size: int, in_channels: int) -> None:
+    """The ONNX graph, marked as a repeatseg export, written beside ``output`` and renamed into
+    place, so a kill never leaves half a file there (what it leaves aside the next export removes)."""
+    import onnx
+
+    temp = output.with_name(f"{temp_prefix(output)}onnx{TEMP_SUFFIX}")
+    external = temp.with_name(temp.name + ".data")  # where the exporter may put the weights
+    try:
+        export_onnx(model, temp, input_size, in_channels)
+        graph = onnx.load(str(temp))  # weights and all: saved back as one self-contained file
+        graph.metadata_props.add(key=WRITTEN_BY, value="repeatseg export")
+        onnx.save(graph, str(temp))
+        temp.replace(output)
+    finally:
+        temp.unlink(missing_ok=True)
+        external.unlink(missing_ok=True)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -83,6 +96,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     what.add_argument("--onnx", action="store_true", help="ONNX graph of the folded model")
     parser.add_argument("--fuse-bn", action="store_true", help="with --fold: fuse conv+BN for inference")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--force", action="store_true",
+                        help="replace --output if it exists and a repeatseg export wrote it (never any other file)")
     parser.add_argument("--input-size", type=int, default=512, help="ONNX example input side")
     parser.add_argument("--encoder", help="encoder name if the checkpoint's metadata lacks it")
     return parser

@@ -9,35 +9,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
 
 from repeatseg.cli import fail
+from repeatseg.outputs import check_output_file
 from repeatseg.weights import export_encoder
-
-
-def check_output(output: Path) -> None:
-    """Refuse an --output that is a folder, or that lies in a run's checkpoints folder."""
-    if output.is_dir():
-        raise ValueError(f"--output {output} is a folder; give a file name")
-    if (output.parent / "last.state.pt").exists():
-        raise ValueError(f"--output {output} would write into a run's checkpoints folder; write the export elsewhere")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        check_output(Path(args.output))
+        check_output_file(args.output, force=args.force)
         metadata = export_encoder(args.source, args.output, args.which)
     except (ValueError, OSError) as error:
         return fail(error)
+    except KeyboardInterrupt:
+        print("interrupted (nothing was written)", file=sys.stderr)
+        return 130
     print(f"wrote {args.output}")
     print(json.dumps(metadata, indent=2))
     return 0
 
 
-if __name__ == "__main__":
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="train_cls.py run folder, or a checkpoint file in one")
     parser.add_argument("--output", required=True, help="output .safetensors path (name it <encoder>-<tag>.safetensors "
                                                         "to load it by tag)")
     parser.add_argument("--which", choices=["best", "last"], default="best", help="checkpoint of a run folder")
-    sys.exit(main(parser.parse_args()))
+    parser.add_argument("--force", action="store_true",
+                        help="replace --output if it exists and a repeatseg export wrote it (never any other file)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))

@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
 import torch
 
 import repeatseg

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
 import time_units  # noqa: E402  (the unit commands, their extrapolation and the git worktree)
 
 ROOT = time_units.ROOT

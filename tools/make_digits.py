@@ -5,6 +5,10 @@ split and a VOC-layout set of digit scenes (see repeatseg/data/digits.py). Deter
     python tools/make_digits.py --output demo_data/digits --seed 0 --canvas 32 --train-scenes 2000 --val-scenes 1000
 
 Then: tools/train_cls.py --data-root DIR/cls, tools/train_seg.py --data-root DIR/seg.
+
+The set is written aside and renamed into place (a kill leaves nothing half-written), by one process
+at a time; the same command again finds it and writes nothing; other arguments over an existing set
+are refused (existing runs would be evaluated on other scenes): write it to another --output.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from repeatseg.data import DataError
-from repeatseg.data.digits import SceneStyle, make_digits
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
+from repeatseg.cli import generate
+from repeatseg.data.digits import SceneStyle, digits_recipe, make_digits
+from repeatseg.data.generate import holds
 
 DEFAULT = SceneStyle()
+MAX_CANVAS = 1024  # a scene is a few 22-30 px digits: larger canvases are empty space (and memory)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -38,10 +46,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def check(args: argparse.Namespace) -> str | None:
     """What is wrong with the arguments, or None."""
+    if args.seed < 0:
+        return f"--seed must be >= 0, got {args.seed}"
     if args.train_scenes < 1 or args.val_scenes < 1:
         return "--train-scenes and --val-scenes must be >= 1"
-    if args.canvas < 32 or args.canvas % 32:
-        return f"--canvas must be a multiple of 32 pixels (the U-Net's output stride), got {args.canvas}"
+    if args.canvas < 32 or args.canvas % 32 or args.canvas > MAX_CANVAS:
+        return (f"--canvas must be a multiple of 32 pixels (the U-Net's output stride) from 32 to {MAX_CANVAS} "
+                f"(digits are at most --canvas px, drawn from 28 px), got {args.canvas}")
     if not 1 <= args.digits[0] <= args.digits[1]:
         return f"--digits needs 1 <= MIN <= MAX, got {args.digits}"
     if not 8 <= args.digit_size[0] <= args.digit_size[1] <= args.canvas:
@@ -57,11 +68,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     style = SceneStyle(args.canvas, tuple(args.digits), tuple(args.digit_size), args.stroke_dilation, args.void_width)
-    try:
-        output = make_digits(args.output, args.seed, args.train_scenes, args.val_scenes, style, progress=True)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    found = holds(args.output, digits_recipe(args.seed, args.train_scenes, args.val_scenes, style))
+    code, output = generate(lambda: make_digits(args.output, args.seed, args.train_scenes, args.val_scenes, style,
+                                                progress=True), args.output)
+    if code:
+        return code
+    if found:
+        print(f"{output} already holds this digits set (same arguments): nothing written")
+        return 0
     print(f"wrote {Path(output) / 'cls'} (4,000 train + 1,000 held-out digits) and {Path(output) / 'seg'} "
           f"({args.train_scenes} train + {args.val_scenes} val scenes, {args.canvas} px)")
     return 0

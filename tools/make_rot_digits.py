@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 from repeatseg.data import DataError
 from repeatseg.data.rot_digits import INDEX_FILE, make_rot_digits, read_recipe
 

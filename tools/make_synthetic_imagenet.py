@@ -9,16 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
+from repeatseg.cli import generate
 from repeatseg.data.synthetic import make_synthetic_imagenet
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        make_synthetic_imagenet(args.output, args.classes, args.per_class, args.val_per_class, args.seed, args.size,
-                                progress=True)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    code, _ = generate(lambda: make_synthetic_imagenet(args.output, args.classes, args.per_class, args.val_per_class,
+                                                       args.seed, args.size, progress=True), args.output)
+    if code:
+        return code
     print(f"wrote {args.classes} classes x ({args.per_class} train + {args.val_per_class} val) images to {args.output}")
     return 0
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
+from repeatseg.cli import generate
 from repeatseg.data.synthetic import make_synthetic_voc
 
 
@@ -25,15 +28,19 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.num_train < 1 or args.num_val < 1 or not 32 <= args.min_size <= args.max_size:
-        print("error: need --num-train >= 1, --num-val >= 1 and 32 <= --min-size <= --max-size", file=sys.stderr)
+    if args.num_train < 1 or args.num_val < 1 or not 32 <= args.min_size <= args.max_size <= 4096 or args.seed < 0:
+        print("error: need --num-train >= 1, --num-val >= 1, 32 <= --min-size <= --max-size <= 4096 and --seed >= 0",
+              file=sys.stderr)
         return 2
     if not set(args.classes) <= set(range(1, 21)):
         print(f"error: --classes must be within 1..20, got {args.classes}", file=sys.stderr)
         return 2
-    voc = make_synthetic_voc(args.output, args.num_train, args.num_val, args.seed, args.min_size, args.max_size,
-                             classes=tuple(args.classes), progress=True)
-    print(f"wrote {args.num_train} train + {args.num_val} val images to {voc}")
+    code, voc = generate(lambda: make_synthetic_voc(args.output, args.num_train, args.num_val, args.seed, args.min_size,
+                                                    args.max_size, classes=tuple(args.classes), progress=True), args.output)
+    if code:
+        return code
+    print(f"wrote {args.num_train} train + {args.num_val} val images to {voc} (or found them there, written with "
+          "these arguments)")
     return 0
 
 

@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 import repeatseg
 from repeatseg.accounting import STAT_KEYS, format_count
 from repeatseg.classifiers import CLASSIFIERS, is_classifier

@@ -47,6 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

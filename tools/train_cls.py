@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 import repeatseg  # noqa: F401  (registers the models)
 from repeatseg.cli import add_common_arguments, run_training
 from repeatseg.config import ClsConfig

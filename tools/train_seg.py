@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 import repeatseg  # noqa: F401  (registers the encoders)
 from repeatseg.cli import add_common_arguments, run_training
 from repeatseg.config import SegConfig

@@ -27,17 +27,20 @@ import json
 import sys
 from pathlib import Path
 
+import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+
 import repeatseg  # noqa: F401  (registers the encoders)
 from repeatseg.config import ConfigError, StudyConfig, load_config
 from repeatseg.data import DataError
 from repeatseg.engine import distributed
 from repeatseg.engine.trainer import NonFiniteLossError
 from repeatseg.files import FolderClaimedError, claim_run_folder
+from repeatseg.outputs import is_study_folder
 from repeatseg.study import run_study, write_report
 from repeatseg.study.classification_report import write_classification_report
 from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
-from repeatseg.study.processes import at_threads
-from repeatseg.study.runner import WAIT_S, PretrainPlan, parse_shard, plan_units, study_complete
+from repeatseg.study.processes import at_recorded_threads, at_threads
+from repeatseg.study.runner import WAIT_S, PretrainPlan, check_study, parse_shard, plan_units, study_complete
 
 REPORT_CLAIM = ".report"  # <study>/.report/ is claimed while a process writes the report
 
@@ -124,6 +127,13 @@ def print_plan(args: argparse.Namespace, study: StudyConfig, study_dir: Path | N
     return 0
 
 
+def check_report_folder(study: StudyConfig, study_dir: Path) -> None:
+    """--report-only reads a study folder whose units ran the recipe it reports them under."""
+    if not is_study_folder(study_dir):
+        raise FileNotFoundError(f"--report-only {study_dir}: not a study folder (no study.yaml or study marker)")
+    check_study(study, study_dir)
+
+
 def report_is_current(study: StudyConfig, study_dir: Path) -> bool:
     """Whether report.md was written after every unit of the grid had finished: a shard finishing
     just after another, or a rerun of a finished study, then has nothing to write."""
@@ -160,7 +170,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        if not args.report_only:
+        if args.report_only:
+            study = at_recorded_threads(study, study_dir)
+            check_report_folder(study, study_dir)
+        else:
             shard = make_shard(study, shard_index, shard_count)
             run_study(study, study_dir, dist, shard, wait_s=args.wait_minutes * 60, poll_s=args.poll_seconds)
         if dist.is_main:
@@ -181,9 +194,13 @@ def main(args: argparse.Namespace) -> int:
     except FolderClaimedError as error:
         print(f"error: another process is writing the report: {error}", file=sys.stderr)
         return 2
-    except (ConfigError, DataError, ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ConfigError, DataError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to continue (finished units are kept, the interrupted "
+              f"one resumes from its last checkpoint): {study_dir}", file=sys.stderr)
+        return 130
     finally:
         distributed.cleanup()
     return 0

@@ -65,10 +65,13 @@ def parse_options(text: str) -> dict[str, Any]:
     for item in filter(None, (i.strip() for i in items)):
         if "=" not in item:
             raise ValueError(f"model option {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        if key.strip() in options:
-            raise ValueError(f"model option {key.strip()!r} is given twice in [{text}]")
-        options[key.strip()] = yaml.safe_load(value)
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key in options:
+            raise ValueError(f"model option {key!r} is given more than once in [{text}]")
+        try:
+            options[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ValueError(f"model option {item!r}: the value is not plain YAML ({str(error).splitlines()[0]})") from error
     return options
 
 
@@ -136,6 +139,8 @@ class Variant:
         code = re.fullmatch(cls.CODE, match["code"])
         if code is None:
             return None
+        if match["base"] is not None and int(match["base"]) < 1:
+            raise ValueError(f"{name}: the base width (_b{match['base']}) must be at least 1")
         try:
             variant = cls.from_code(f"resnet{match['depth']}", int(match["base"] or 64), code)
         except ValueError:  # fields out of range: not a name of this family

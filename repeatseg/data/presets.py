@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import albumentations as A
 import cv2
 import torch
 import torch.nn.functional as F
 
-from .voc import IGNORE_INDEX
+from .voc import IGNORE_INDEX, MIN_IMAGE_SIDE
 
 # ImageNet statistics in 0..255 units: normalisation happens on the device, after the uint8 copy.
 MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -21,7 +23,12 @@ def train_transform(crop_size: int = 512, scale_range: tuple[float, float] = (0.
     pad masks with background); ``position="top_left"`` pads bottom/right like torchvision and mmseg.
     """
     low, high = scale_range
-    steps = [
+    steps = []
+    smallest = math.ceil(1 / low)  # an image side below this would scale to 0 px (OpenCV refuses it)
+    if smallest > MIN_IMAGE_SIDE:  # the reader refuses smaller images; only a tiny low scale needs this
+        steps.append(A.PadIfNeeded(smallest, smallest, position="top_left", border_mode=cv2.BORDER_CONSTANT,
+                                   fill=0, fill_mask=IGNORE_INDEX))
+    steps += [
         A.RandomScale(scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR,
                       mask_interpolation=cv2.INTER_NEAREST, p=1.0),
         A.PadIfNeeded(crop_size, crop_size, position="top_left", border_mode=cv2.BORDER_CONSTANT,

@@ -10,12 +10,14 @@ depends only on (seed, i), so a larger set extends a smaller one.
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .generate import generate_once
 from .voc import IGNORE_INDEX, save_mask
 
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "ring")
@@ -112,51 +114,92 @@ def make_class_image(seed: int, index: int, label: int, size: int = 96) -> np.nd
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def synthetic_voc_recipe(num_train: int = 200, num_val: int = 50, seed: int = 0, min_size: int = 160,
+                         max_size: int = 256, classes: tuple[int, ...] = tuple(range(1, 21))) -> dict:
+    """Every argument that decides a synthetic VOC set's content (its data marker records it)."""
+    return {"generator": "synthetic_voc", "version": 1, "num_train": num_train, "num_val": num_val, "seed": seed,
+            "min_size": min_size, "max_size": max_size, "classes": sorted(set(classes))}
+
+
 def make_synthetic_voc(output: str | Path, num_train: int = 200, num_val: int = 50, seed: int = 0,
                        min_size: int = 160, max_size: int = 256, classes: tuple[int, ...] = tuple(range(1, 21)),
-                       progress: bool = False) -> Path:
+                       progress: bool = False, accept=None) -> Path:
     """Write ``output/VOCdevkit/VOC2012`` with train, val and trainval splits; returns the VOC2012 folder.
 
     ``classes`` restricts the object classes drawn (tests use a few for a quick, clear signal).
+    ``VOCdevkit`` is written once, atomically and claimed (``repeatseg.data.generate``): the same call
+    again finds it; other arguments over an existing set are refused (``accept`` as there).
     """
     if not classes or not set(classes) <= set(range(1, 21)):
         raise ValueError(f"classes must be a non-empty subset of 1..20, got {classes}")
-    voc = Path(output) / "VOCdevkit" / "VOC2012"
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (voc / sub).mkdir(parents=True, exist_ok=True)
-    ids = [f"synth_{i:06d}" for i in range(num_train + num_val)]
-    iterator = range(len(ids))
-    if progress:
-        from tqdm import tqdm
+    if num_train < 1 or num_val < 1 or not 32 <= min_size <= max_size or seed < 0:
+        raise ValueError(f"need num_train, num_val >= 1, 32 <= min_size <= max_size and seed >= 0; got "
+                         f"{num_train}, {num_val}, {min_size}, {max_size}, seed {seed}")
 
-        iterator = tqdm(iterator, desc="synthetic VOC", unit="img")
-    for index in iterator:
-        image, mask = make_sample(seed, index, min_size, max_size, classes=tuple(classes))
-        Image.fromarray(image).save(voc / "JPEGImages" / f"{ids[index]}.jpg", quality=92)
-        save_mask(mask, voc / "SegmentationClass" / f"{ids[index]}.png")
-    lists = {"train": ids[:num_train], "val": ids[num_train:], "trainval": ids}
-    for split, names in lists.items():
-        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
-    return voc
+    def write(devkit: Path) -> None:
+        voc = devkit / "VOC2012"
+        for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+            (voc / sub).mkdir(parents=True, exist_ok=True)
+        ids = [f"synth_{i:06d}" for i in range(num_train + num_val)]
+        iterator = range(len(ids))
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, desc="synthetic VOC", unit="img")
+        for index in iterator:
+            image, mask = make_sample(seed, index, min_size, max_size, classes=tuple(classes))
+            Image.fromarray(image).save(voc / "JPEGImages" / f"{ids[index]}.jpg", quality=92)
+            save_mask(mask, voc / "SegmentationClass" / f"{ids[index]}.png")
+        lists = {"train": ids[:num_train], "val": ids[num_train:], "trainval": ids}
+        for split, names in lists.items():
+            (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+
+    recipe = synthetic_voc_recipe(num_train, num_val, seed, min_size, max_size, classes)
+    return generate_once(Path(output) / "VOCdevkit", recipe, write, accept=accept) / "VOC2012"
+
+
+def synthetic_imagenet_recipe(num_classes: int = 10, per_class: int = 50, val_per_class: int = 10, seed: int = 0,
+                              size: int = 96) -> dict:
+    """Every argument that decides a synthetic ImageFolder set's content."""
+    return {"generator": "synthetic_imagenet", "version": 1, "num_classes": num_classes, "per_class": per_class,
+            "val_per_class": val_per_class, "seed": seed, "size": size}
 
 
 def make_synthetic_imagenet(output: str | Path, num_classes: int = 10, per_class: int = 50, val_per_class: int = 10,
-                            seed: int = 0, size: int = 96, progress: bool = False) -> Path:
+                            seed: int = 0, size: int = 96, progress: bool = False, accept=None) -> Path:
     """Write an ImageFolder set (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``) of ``num_classes``
-    textured-shape classes (the segmentation classes 1..20); returns ``output``."""
+    textured-shape classes (the segmentation classes 1..20) once, atomically and claimed, as
+    ``make_synthetic_voc``; returns ``output``."""
     if not 1 <= num_classes <= 20:
         raise ValueError(f"num_classes must be in 1..20, got {num_classes}")
-    output = Path(output)
-    jobs = [(split, label, i) for split, count in (("train", per_class), ("val", val_per_class))
-            for label in range(1, num_classes + 1) for i in range(count)]
-    if progress:
-        from tqdm import tqdm
+    if per_class < 1 or val_per_class < 1 or size < 8 or seed < 0:
+        raise ValueError(f"need per_class, val_per_class >= 1, size >= 8 and seed >= 0; got {per_class}, "
+                         f"{val_per_class}, {size}, seed {seed}")
 
-        jobs = tqdm(jobs, desc="synthetic ImageFolder", unit="img")
-    for split, label, i in jobs:
-        folder = output / split / f"n{label:08d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        index = i if split == "train" else per_class + i  # val images are never train images
-        image = make_class_image(seed, index, label, size)
-        Image.fromarray(image).save(folder / f"{split}_{label:02d}_{i:05d}.JPEG", quality=92)
-    return output
+    def write(folder: Path) -> None:
+        jobs = [(split, label, i) for split, count in (("train", per_class), ("val", val_per_class))
+                for label in range(1, num_classes + 1) for i in range(count)]
+        if progress:
+            from tqdm import tqdm
+
+            jobs = tqdm(jobs, desc="synthetic ImageFolder", unit="img")
+        for split, label, i in jobs:
+            class_folder = folder / split / f"n{label:08d}"
+            class_folder.mkdir(parents=True, exist_ok=True)
+            index = i if split == "train" else per_class + i  # val images are never train images
+            image = make_class_image(seed, index, label, size)
+            Image.fromarray(image).save(class_folder / f"{split}_{label:02d}_{i:05d}.JPEG", quality=92)
+
+    recipe = synthetic_imagenet_recipe(num_classes, per_class, val_per_class, seed, size)
+    return generate_once(output, recipe, write, accept=accept)
+
+
+def accept_for_config(key: str, wanted, layout: str) -> Callable[[Path, dict | None], bool]:
+    """For a config that writes a set if absent and decides only ``key`` of it (``wanted`` None:
+    any value): take an existing set whose recipe agrees on ``key``, or one without a marker that
+    has ``layout`` (a set written before markers existed, or a real data set), as it always did."""
+    def accept(folder: Path, recipe: dict | None) -> bool:
+        if recipe is None:
+            return (folder / layout).is_dir()
+        return wanted is None or recipe.get(key) == wanted
+    return accept

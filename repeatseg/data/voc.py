@@ -17,6 +17,7 @@ Masks are read with PIL as indices (``np.array(Image.open(p))``); converting a p
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +60,23 @@ def voc_palette() -> np.ndarray:
     return palette
 
 
-def save_mask(mask: np.ndarray, path: str | Path) -> None:
-    """Write class indices as a VOC palette PNG."""
+def _palette_image(mask: np.ndarray) -> Image.Image:
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
     image.putpalette(voc_palette().flatten().tolist())
-    image.save(path)
+    return image
+
+
+def save_mask(mask: np.ndarray, path: str | Path) -> None:
+    """Write class indices as a VOC palette PNG."""
+    _palette_image(mask).save(path)
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """Class indices as the bytes of a VOC palette PNG (for an atomic write)."""
+    buffer = io.BytesIO()
+    _palette_image(mask).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def find_voc_root(path: str | Path) -> Path:
@@ -99,6 +111,9 @@ def read_class_names(voc_root: Path) -> tuple[str, ...]:
     names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
     if not 2 <= len(names) <= IGNORE_INDEX:
         raise DataError(f"{path} lists {len(names)} classes; expected 2..{IGNORE_INDEX} names, one per line")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # two classes under one name would share one per-class IoU entry
+        raise DataError(f"{path} names {', '.join(repeated)} more than once; every class needs its own name")
     return names
 
 
@@ -109,14 +124,39 @@ def write_class_names(voc_root: Path, names: tuple[str, ...] | list[str]) -> Non
     (folder / CLASS_LIST_FILE).write_text("".join(f"{name}\n" for name in names))
 
 
+MIN_IMAGE_SIDE = 8  # pixels; smaller images are refused (random scaling would shrink them to nothing)
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def rgb_array(image: Image.Image, path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of any image PIL opens. 16-bit grayscale (PIL modes ``I;16*``, ``I``) is
+    scaled to 8 bits (PIL's own ``convert("RGB")`` clips it, reading a 16-bit image as nearly all
+    white); floating-point or deeper images are refused, naming the file."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 65535:
+            raise DataError(f"image {path} holds {image.mode} values outside 0..65535; convert it to 8 or 16 bits")
+        gray = np.round(values.astype(np.float64) / 257.0).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if image.mode == "F":
+        raise DataError(f"image {path} is a floating-point image (PIL mode F); convert it to 8-bit RGB")
+    return np.array(image.convert("RGB"))
+
+
 def read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"missing image: {path}")
     try:
         with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
+            array = rgb_array(image, path)
+    except DataError:
+        raise
     except Exception as error:  # noqa: BLE001 - PIL raises many kinds
         raise DataError(f"unreadable image: {path} ({error})") from error
+    if min(array.shape[:2]) < MIN_IMAGE_SIDE:
+        raise DataError(f"image {path} is {array.shape[1]}x{array.shape[0]}; images must be at least "
+                        f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels")
+    return array
 
 
 def read_mask(path: Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -187,6 +227,17 @@ class VOCSegmentation(Dataset):
         if problems:
             raise DataError(f"split {self.split!r} has {len(problems)} bad sample(s):\n  " + "\n  ".join(problems[:20]))
         self.decoded = decoded
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(height, width) of image ``index`` from its header, without decoding it."""
+        path = self.paths(index)[0]
+        if not path.is_file():
+            raise DataError(f"missing image: {path}")
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except Exception as error:  # noqa: BLE001 - PIL raises many kinds
+            raise DataError(f"unreadable image: {path} ({error})") from error
+        return height, width
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Checked image and mask arrays, untransformed (fresh copies when preloaded)."""

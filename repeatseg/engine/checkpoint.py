@@ -26,6 +26,7 @@ import torch
 
 from ..checkpoint_files import BEST, CHECKPOINT_DIR, MANIFEST, STATE, WEIGHTS  # noqa: F401  (re-exported)
 from ..files import (  # noqa: F401  (re-exported: the engine's one import for file I/O)
+    MARKER,
     OWNER_FILE,
     TEMP_SUFFIX,
     atomic_write_bytes,
@@ -41,7 +42,7 @@ from ..files import (  # noqa: F401  (re-exported: the engine's one import for f
 PENDING = ".pending"
 FORMAT = "repeatseg-checkpoint-v1"
 # What a run folder may hold; a fresh run refuses a folder holding anything else.
-RUN_FILES = {"config.yaml", "metrics.jsonl", "metrics.json", CHECKPOINT_DIR, OWNER_FILE}
+RUN_FILES = {"config.yaml", "metrics.jsonl", "metrics.json", CHECKPOINT_DIR, OWNER_FILE, MARKER}
 
 
 class CheckpointError(ValueError):
@@ -197,6 +198,14 @@ def foreign_entries(run_dir: str | Path) -> list[str]:
         found += [f"checkpoints/{p.name}" for p in checkpoints.iterdir()
                   if p.name != PENDING and not _is_temporary(p)]
     return sorted(found)
+
+
+def folder_entries(folder: str | Path) -> list[str]:
+    """What a folder holds besides a claim on it and the temporaries of killed writes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name != OWNER_FILE and not _is_temporary(p))
 
 
 def recover(run_dir: str | Path) -> None:

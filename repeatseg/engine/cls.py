@@ -13,17 +13,19 @@ from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
 from ..classifiers import build_classifier_model, is_classifier
-from ..config import ClsConfig, save_config
+from ..config import ClsConfig
 from ..data import to_device
 from ..data.digits import ensure_digits
 from ..data.imagenet import ImageFolderClassification, classification_transforms
 from ..data.rot_digits import ROTATION_SETS, make_rot_digits, rotation_datasets
-from ..data.synthetic import make_synthetic_imagenet
+from ..data.synthetic import accept_for_config, make_synthetic_imagenet
 from ..layers import cached
 from ..registry import register
+from ..segmenter import options_named
 from ..threads import apply_threads
 from .distributed import DistInfo, ShardSampler, barrier
-from .trainer import build_trainer, seed_everything, start_run, uses_channels_last
+from .optim import check_optimizer_name
+from .trainer import begin_run, build_trainer, run_to_end, seed_everything, start_run, uses_channels_last
 
 DEFAULT_LENGTH = {"epochs": 90}  # when a config gives neither epochs nor iters (the paper's ImageNet length)
 
@@ -46,8 +48,9 @@ def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0, option
         model.model_options = {}
         return model
     variant = register(variant, **variant.recipe_options(options))
-    model = timm.create_model(variant.timm_name, num_classes=num_classes, drop_rate=drop_rate,
-                              options=variant.option_dict)
+    with options_named(variant):
+        model = timm.create_model(variant.timm_name, num_classes=num_classes, drop_rate=drop_rate,
+                                  options=variant.option_dict)
     model.model_options = variant.option_dict
     return model
 
@@ -66,9 +69,10 @@ def data_root(cfg: ClsConfig, dist: DistInfo) -> Path:
         if dist.is_main:
             make_rot_digits(root, cfg.data.rot_seed, *cfg.data.rot_per_class, progress=cfg.train.log_mode == "bar")
         barrier()
-    if cfg.data.dataset == "synthetic" and not (root / "train").is_dir():
-        if dist.is_main:
-            make_synthetic_imagenet(root, num_classes=cfg.model.num_classes or 10, progress=cfg.train.log_mode == "bar")
+    if cfg.data.dataset == "synthetic":
+        if dist.is_main:  # written once (repeatseg.data.generate); a set of another class count is refused
+            make_synthetic_imagenet(root, num_classes=cfg.model.num_classes or 10, progress=cfg.train.log_mode == "bar",
+                                    accept=accept_for_config("num_classes", cfg.model.num_classes, "train"))
         barrier()
     return root
 
@@ -128,12 +132,13 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
     """Pretrain a classifier; writes the same run folder as segmentation. Returns final metrics."""
     run_dir = Path(run_dir)
     apply_threads(cfg.train)
+    check_optimizer_name(cfg.optim.name)  # before anything is read or written
     seed_everything(cfg.train.seed)
     train_loader, val_loader = build_loaders(cfg, dist)
-    start_run(run_dir, resume)
+    start_run(run_dir, resume, task="train_cls", is_main=dist.is_main)
     model = build_classifier(cfg.model.name, cfg.model.num_classes, cfg.model.drop_rate, cfg.model.options)
     if dist.is_main and not resume:
-        save_config(cfg, run_dir / "config.yaml")
+        begin_run(run_dir, cfg, "train_cls")
     channels_last = uses_channels_last(cfg.train, dist)
 
     def prepare_batch(batch):
@@ -154,6 +159,4 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
                   "options": model.model_options,
                   "classes": train_loader.dataset.classes},
     )
-    final = trainer.fit()
-    trainer.write_summary(final, model=cfg.model.name)
-    return final
+    return run_to_end(trainer, model=cfg.model.name)

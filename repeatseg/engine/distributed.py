@@ -31,7 +31,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         name = f"cuda:{local_rank}"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:  # torch lists every backend it knows; say which setting it was
+        raise RuntimeError(f"train.device (--device) {name!r} is not a device: give auto, cpu, cuda or cuda:N") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name} requested but CUDA is not available")
     return device

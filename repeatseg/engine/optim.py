@@ -8,6 +8,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 
+from ..config import ConfigError
 from ..layers import parameter_kinds
 
 # Kinds ``optim.no_decay`` may name: norms and biases, and what layers declare (f-scores, the
@@ -42,12 +43,24 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, no_decay: lis
 # bit (tests/engine/test_optim.py checks it): torch picks foreach by itself on CUDA only, and on the
 # CPU the single-tensor loop's per-parameter Python ops were a tenth of a digits cell's time.
 FOREACH_SAME_NUMBERS = ("sgd", "nesterov", "momentum", "adam", "adamw")
+def check_optimizer_name(name: str) -> None:
+    """Refuse an ``optim.name`` timm's factory does not know, naming the key and the closest names."""
+    import difflib
+
+    from timm.optim import list_optimizers
+
+    known = list_optimizers()
+    if name.lower().removeprefix("lookahead_") not in known:
+        close = difflib.get_close_matches(name.lower(), known, n=3)
+        raise ConfigError(f"optim.name: {name!r} is not an optimizer timm knows"
+                          + (f"; did you mean {', '.join(close)}?" if close else f" (known: {', '.join(known[:20])}, ...)"))
 
 
 def build_optimizer(model: nn.Module, optim_cfg, batch_size: int) -> torch.optim.Optimizer:
     """timm's optimizer factory over repeatseg's parameter groups; lr scaled linearly if
     ``optim.lr_base_batch`` is set (the paper's 0.1 per 256 images). The optimisers of
     ``FOREACH_SAME_NUMBERS`` take their multi-tensor update on every device."""
+    check_optimizer_name(optim_cfg.name)
     lr = optim_cfg.lr * (batch_size / optim_cfg.lr_base_batch if optim_cfg.lr_base_batch else 1.0)
     groups = param_groups(model, lr, optim_cfg.weight_decay, optim_cfg.no_decay, optim_cfg.encoder_lr_mult)
     extra = {"momentum": optim_cfg.momentum} if "sgd" in optim_cfg.name or "momentum" in optim_cfg.name else {}

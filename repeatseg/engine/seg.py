@@ -9,20 +9,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from ..config import SegConfig, save_config
-from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, save_mask, to_device, train_transform
+from ..config import SegConfig
+from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, to_device, train_transform
 from ..data.digits import ensure_digits
-from ..data.synthetic import make_synthetic_voc
+from ..data.synthetic import accept_for_config, make_synthetic_voc
+from ..data.voc import mask_png
+from ..files import atomic_write_bytes
 from ..layers import cached
 from ..metrics import SegmentationMetrics
+from ..outputs import check_owned_folder, fill_owned_folder
 from ..segmenter import build_segmenter, decoder_metadata
 from ..threads import apply_threads
 from ..variants import get_variant
 from .distributed import DistInfo, ShardSampler, barrier
-from .trainer import autocast_dtype, build_trainer, seed_everything, start_run, uses_channels_last
+from .optim import check_optimizer_name
+from .trainer import autocast_dtype, begin_run, build_trainer, run_to_end, seed_everything, start_run, uses_channels_last
 
 SYNTHETIC_ROOT = "demo_data"
 DIGITS_ROOT = "demo_data/digits"
@@ -48,9 +52,11 @@ def data_root(cfg: SegConfig, dist: DistInfo) -> Path:
         if dist.is_main:
             ensure_digits(root.parent, progress=cfg.train.log_mode == "bar")
         barrier()
-    elif cfg.data.dataset == "synthetic" and not (root / "VOCdevkit" / "VOC2012" / "ImageSets").is_dir():
-        if dist.is_main:
-            make_synthetic_voc(root, classes=tuple(cfg.data.synthetic_classes), progress=cfg.train.log_mode == "bar")
+    elif cfg.data.dataset == "synthetic":
+        if dist.is_main:  # written once (repeatseg.data.generate); a set of other classes is refused
+            classes = tuple(cfg.data.synthetic_classes)
+            make_synthetic_voc(root, classes=classes, progress=cfg.train.log_mode == "bar",
+                               accept=accept_for_config("classes", sorted(set(classes)), "VOC2012/ImageSets"))
         barrier()
     return root
 
@@ -86,18 +92,74 @@ def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoade
                        persistent_workers=False)
     train_loader = DataLoader(train_set, per_rank, sampler=sampler, drop_last=True, **loader_args)
     val_loader = val_loader_for(root, cfg.data.val_split, dist, cfg.train.eval_batch_size, cfg.data.workers,
-                                class_names=cfg.data.classes, preload=preload)
+                                class_names=cfg.data.classes, preload=preload, max_pixels=cfg.train.eval_max_pixels)
     return train_loader, val_loader
 
 
+EVAL_IMAGE_AREA = 512 * 512  # eval_batch_size images of up to this padded area make one batch
+PAD_MULTIPLE = 32  # collate_padded's
+
+
+def _padded(side: int) -> int:
+    return -(-side // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+class SizeBoundedBatches(Sampler):
+    """Evaluation batches of consecutive ``indices`` whose padded size (images x largest height x
+    largest width, each rounded up to 32, as ``collate_padded`` pads) stays within ``batch_size``
+    images of 512 x 512: so memory is bounded by the batch size whatever the images' sizes. Images
+    up to 512 x 512 batch ``batch_size`` at a time; larger ones go in smaller batches, or alone."""
+
+    def __init__(self, indices: list[int], sizes: list[tuple[int, int]], batch_size: int):
+        budget = batch_size * EVAL_IMAGE_AREA
+        self.batches, batch, height, width = [], [], 0, 0
+        for index, (h, w) in zip(indices, sizes):
+            grown_h, grown_w = max(height, _padded(h)), max(width, _padded(w))
+            if batch and (len(batch) == batch_size or (len(batch) + 1) * grown_h * grown_w > budget):
+                self.batches.append(batch)
+                batch, grown_h, grown_w = [], _padded(h), _padded(w)
+            batch.append(index)
+            height, width = grown_h, grown_w
+        if batch:
+            self.batches.append(batch)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def check_image_sizes(dataset: VOCSegmentation, indices: list[int], max_pixels: int) -> list[tuple[int, int]]:
+    """The (height, width) of each image, from its header; one larger than ``max_pixels`` (height x
+    width) is refused, naming the file, before anything is evaluated. An unreadable one counts as
+    small here: reading it fails with its own message (``check_eval_split`` lists every such file)."""
+    sizes = []
+    for index in indices:
+        try:
+            sizes.append(dataset.image_size(index))
+        except DataError:
+            sizes.append((1, 1))
+    for index, (height, width) in zip(indices, sizes):
+        if height * width > max_pixels:
+            raise DataError(f"image {dataset.paths(index)[0]} is {width}x{height} ({height * width / 1e6:.1f} Mpx), "
+                            f"more than train.eval_max_pixels ({max_pixels / 1e6:.1f} Mpx) an evaluation takes at "
+                            "once: shrink it, or raise train.eval_max_pixels if the memory allows")
+    return sizes
+
+
 def val_loader_for(root: Path, split: str, dist: DistInfo, batch_size: int, workers: int,
-                   class_names: list[str] | None = None, preload: bool = False) -> DataLoader:
-    """The validation split's loader; ``preload`` reads the split into memory first."""
+                   class_names: list[str] | None = None, preload: bool = False,
+                   max_pixels: int = 4096 * 4096) -> DataLoader:
+    """This rank's shard of ``split`` in size-bounded batches (``SizeBoundedBatches``); ``preload``
+    reads the split into memory first."""
     val_set = VOCSegmentation(root, split, class_names=class_names)
+    indices = ShardSampler(len(val_set), dist.rank, dist.world_size).indices
+    batches = SizeBoundedBatches(indices, check_image_sizes(val_set, indices, max_pixels), batch_size)
     if preload:
         val_set.preload()
-    return DataLoader(val_set, batch_size, sampler=ShardSampler(len(val_set), dist.rank, dist.world_size),
-                      collate_fn=collate_padded, num_workers=workers, pin_memory=dist.device.type == "cuda")
+    return DataLoader(val_set, batch_sampler=batches, collate_fn=collate_padded, num_workers=workers,
+                      pin_memory=dist.device.type == "cuda")
 
 
 @torch.no_grad()
@@ -157,30 +219,24 @@ def check_eval_split(dataset: VOCSegmentation, num_classes: int) -> None:
                         + "\n  ".join(problems[:20]))
 
 
-def check_prediction_folder(dataset: VOCSegmentation, folder: str | Path) -> Path:
-    """The predictions folder, refused if it is a file or lies inside the dataset (writing
-    there would overwrite ground-truth masks); created here, before any evaluation."""
+def prediction_writer(dataset: VOCSegmentation, folder: str | Path, force: bool = False, take: bool = True) -> Callable:
+    """Writes each prediction as ``<id>.png`` with the VOC palette (atomically), never outside
+    ``folder``. The folder is checked and taken first (``repeatseg.outputs``): never one inside the
+    dataset or a run folder; a new or empty one, or with ``force`` one of earlier predictions, whose
+    files are removed first so no stale prediction survives. Only the process with ``take`` (rank 0)
+    takes the folder; the others write into it after a barrier."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--save-predictions {folder} is a file; give a folder")
-    resolved, dataset_root = folder.resolve(), dataset.voc_root.resolve()
-    if resolved == dataset_root or dataset_root in resolved.parents:
-        raise ValueError(f"--save-predictions {folder} is inside the dataset ({dataset_root}): predictions there "
-                         "could overwrite its images or masks; choose a folder outside it")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def prediction_writer(dataset: VOCSegmentation, folder: str | Path) -> Callable:
-    """Writes each prediction as ``<id>.png`` with the VOC palette, never outside ``folder``
-    and never inside the dataset (see ``check_prediction_folder``)."""
-    folder = check_prediction_folder(dataset, folder)
+    if take:
+        check_owned_folder(folder, "predictions", force, "--save-predictions", dataset=dataset.voc_root)
+        fill_owned_folder(folder, "predictions", [f"{sample_id}.png" for sample_id in dataset.ids],
+                          split=dataset.split, dataset=str(dataset.voc_root))
+    barrier()
 
     def write(index: int, prediction: torch.Tensor) -> None:
         path = folder / f"{dataset.ids[index]}.png"
         if path.parent != folder:  # read_split refuses such ids; a dataset built otherwise might not
             raise DataError(f"image id {dataset.ids[index]!r} would write outside {folder}")
-        save_mask(prediction.cpu().numpy().astype(np.uint8), path)
+        atomic_write_bytes(path, mask_png(prediction.cpu().numpy().astype(np.uint8)))
 
     return write
 
@@ -189,11 +245,12 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     """Train and evaluate one segmenter; writes the run folder (see README). Returns final metrics."""
     run_dir = Path(run_dir)
     apply_threads(cfg.train)
+    check_optimizer_name(cfg.optim.name)  # before anything is read or written
     seed_everything(cfg.train.seed)
     root = data_root(cfg, dist)
     train_loader, val_loader = build_loaders(cfg, dist, root)
     check_eval_split(val_loader.dataset, cfg.model.classes)
-    start_run(run_dir, resume)
+    start_run(run_dir, resume, task="train_seg", is_main=dist.is_main)
     # On resume the checkpoint supplies every weight: the pretrained file is not needed again.
     model = build_segmenter(cfg.model.encoder, classes=cfg.model.classes, in_channels=cfg.model.in_channels,
                             decoder_channels=cfg.model.decoder_channels,
@@ -204,7 +261,7 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     if report is not None:  # every number stays traceable to the weights it started from
         cfg.provenance["encoder_weights"] = {"path": report.path, "sha256": report.sha256, "metadata": report.metadata}
     if dist.is_main and not resume:
-        save_config(cfg, run_dir / "config.yaml")
+        begin_run(run_dir, cfg, "train_seg")
     channels_last = uses_channels_last(cfg.train, dist)
 
     def prepare_batch(batch):
@@ -226,6 +283,4 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
                   "task": "segmentation", "options": model.encoder_variant.option_dict,
                   "decoder_channels": decoder_metadata(cfg.model.decoder_channels)},
     )
-    final = trainer.fit()
-    trainer.write_summary(final, encoder=cfg.model.encoder, split=cfg.data.val_split)
-    return final
+    return run_to_end(trainer, encoder=cfg.model.encoder, split=cfg.data.val_split)

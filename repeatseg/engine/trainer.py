@@ -31,9 +31,10 @@ from torch import nn
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from ..config import load_config, save_config
-from ..files import non_finite_keys, weights_bytes
+from ..config import fixed_values, load_config, save_config
+from ..files import marker_kind, non_finite_keys, weights_bytes, write_marker
 from ..layers import default_regularization_weight, regularization_loss, regularized_layers
+from ..outputs import enclosing_dataset
 from . import checkpoint as ckpt
 from .distributed import DistInfo, barrier, broadcast_flag, mean_over_ranks
 from .optim import build_optimizer, build_scheduler
@@ -71,21 +72,63 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def start_run(run_dir: Path, resume: bool) -> None:
+def start_run(run_dir: Path, resume: bool, task: str = "train", is_main: bool = True) -> None:
     """Refuse to overwrite a run or a folder that is not one, or to resume a run that is not there.
-    A folder whose run stopped before its first checkpoint holds no run: it may start again."""
+
+    A folder is a run folder only if it carries the run marker (``repeatseg.files.MARKER``, written
+    by ``begin_run``) or, from before markers, a checkpoint: a folder of other files is never
+    written into, whatever their names, nor one inside a dataset. A run folder of ours that stopped
+    before its first checkpoint holds no run: it may start again. Only rank 0 (``is_main``) checks."""
     run_dir = Path(run_dir)
-    if resume and not ckpt.committed(run_dir / "checkpoints"):
-        hint = " (its run stopped before its first checkpoint: start it again without --resume)" \
-            if (run_dir / "config.yaml").is_file() else ""
-        raise FileNotFoundError(f"--resume {run_dir}: no checkpoint to resume from{hint}")
-    if not resume and (run_dir / "checkpoints" / ckpt.STATE).exists():
+    if not is_main:
+        return
+    if resume:
+        if not ckpt.committed(run_dir / "checkpoints"):
+            hint = " (its run stopped before its first checkpoint: start it again without --resume)" \
+                if marker_kind(run_dir) == "run" else ""
+            raise FileNotFoundError(f"--resume {run_dir}: no checkpoint to resume from{hint}")
+        if marker_kind(run_dir) is None:  # a run from before markers: adopted
+            write_marker(run_dir, "run", task=task)
+        return
+    if ckpt.committed(run_dir / "checkpoints"):
         raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
-    foreign = [] if resume else ckpt.foreign_entries(run_dir)
-    if foreign:
-        raise FileExistsError(f"{run_dir} is not empty and not a run folder (it holds {', '.join(foreign[:5])}): "
-                              "choose another --output")
+    dataset = enclosing_dataset(run_dir)
+    if dataset is not None:
+        raise FileExistsError(f"{run_dir} is inside the dataset {dataset}: choose an --output outside it")
+    kind = marker_kind(run_dir)
+    if kind not in (None, "run"):
+        raise FileExistsError(f"{run_dir} is a repeatseg {kind} folder, not a run folder: choose another --output")
+    own = kind == "run" or _aborted_before_markers(run_dir)
+    entries = ckpt.foreign_entries(run_dir) if own else ckpt.folder_entries(run_dir)
+    if entries:
+        what = "holds files a run does not write" if own else "is not empty and not a repeatseg run folder"
+        raise FileExistsError(f"{run_dir} {what} ({', '.join(entries[:5])}): nothing was written there; choose "
+                              "another --output")
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def begin_run(run_dir: Path, cfg, task: str) -> None:
+    """The first files a fresh run writes (after ``start_run`` accepted the folder and the model
+    was built): the run marker, then ``config.yaml``."""
+    if marker_kind(run_dir) is None:  # ``trains``: what config.yaml must still say when the run is resumed
+        write_marker(run_dir, "run", task=task, trains=json.loads(json.dumps(fixed_values(cfg))))
+    save_config(cfg, Path(run_dir) / "config.yaml")
+
+
+def _aborted_before_markers(run_dir: Path) -> bool:
+    """A run folder written before markers existed whose run stopped before its first checkpoint:
+    no ``metrics.json``, and a ``config.yaml`` that names this folder as its ``output`` and carries
+    ``provenance``, as only the training tools write it."""
+    import yaml
+
+    if (run_dir / "metrics.json").exists() or not (run_dir / "config.yaml").is_file():
+        return False
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return (isinstance(saved, dict) and "provenance" in saved and saved.get("output") is not None
+                and Path(saved["output"]).resolve() == run_dir.resolve())
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
 
 
 def schedule_length(schedule_cfg, steps_per_epoch: int | None, default: dict) -> tuple[int | None, int | None]:
@@ -165,6 +208,24 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
     return trainer
 
 
+def run_to_end(trainer: "Trainer", **summary) -> dict:
+    """Train to the end of the schedule and write ``metrics.json``; returns the final evaluation.
+    A resumed run that had already finished is left as it is: it says so and returns its summary
+    (``--epochs``/``--iters`` longer than the run continue it instead). One that finished its steps
+    but was stopped before writing its summary is evaluated again and the summary written."""
+    summary_path = trainer.run_dir / "metrics.json"
+    if trainer.finished_before_resume:
+        if summary_path.is_file():
+            trainer.say(f"{trainer.run_dir} already finished its {trainer.total_steps} steps: nothing to do, nothing "
+                        "changed (give a longer --epochs/--iters to train on)")
+            return json.loads(summary_path.read_text())
+        final = trainer.evaluate(trainer.model)
+    else:
+        final = trainer.fit()
+    trainer.write_summary(final, **summary)
+    return final
+
+
 def record_schedule_change(run_dir: Path, cfg, change: dict) -> None:
     """Write the new schedule length into the run's ``config.yaml`` (only that: other flags given
     with ``--resume`` apply to this invocation alone) and list the change in its provenance."""
@@ -213,6 +274,7 @@ class Trainer:
         self.regularization_weight = (default_regularization_weight(model) if regularization_weight is None
                                       else regularization_weight)
         self.schedule_change: dict | None = None  # set by resume() when the length changed
+        self.finished_before_resume = False  # set by resume(): the checkpoint is the end of this schedule
 
     # ----------------------------------------------------------------------------- files
     @property
@@ -233,6 +295,13 @@ class Trainer:
         if self.dist.is_main and self.log_mode != "quiet":
             tqdm.write(text, file=sys.stderr)
 
+    def _checkpoint_note(self) -> str:
+        """What a stopped run leaves: its last good checkpoint, or none if it stopped before the first."""
+        if ckpt.committed(self.checkpoint_dir):
+            return f"The last good checkpoint in {self.checkpoint_dir} is intact (--resume continues from it)"
+        return (f"No checkpoint was written (it stopped before the first one), so there is nothing to resume: "
+                f"start {self.run_dir} again with other settings")
+
     def save(self, best: bool) -> None:
         """Commit ``last`` (weights + state) and, if ``best``, ``best.safetensors`` as one checkpoint.
         Non-finite weights are refused on every rank, so a diverged run never replaces a good checkpoint."""
@@ -241,8 +310,8 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(
                 f"non-finite weights after step {self.progress.step} (epoch {self.progress.epoch}) in "
-                f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}; not saved. The last good checkpoint in "
-                f"{self.checkpoint_dir} is intact: lower the lr, add warmup, or try --amp bf16 instead of fp16.")
+                f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}; not saved. {self._checkpoint_note()}: "
+                "lower the lr, add warmup, or try --amp bf16 instead of fp16.")
         if not self.dist.is_main:
             return
         weights = weights_bytes(state_dict, dict(self.metadata, epoch=self.progress.epoch, step=self.progress.step))
@@ -287,6 +356,7 @@ class Trainer:
         self.say(f"resumed from {self.checkpoint_dir} after epoch {self.progress.epoch} "
                  f"(step {self.progress.step}/{self.total_steps})")
         self.schedule_change = self._follow_schedule_length(state.get("total_steps", state["scheduler"].get("t_initial")))
+        self.finished_before_resume = self.progress.step >= self.total_steps
 
     def _follow_schedule_length(self, saved_total: int | None) -> dict | None:
         """Apply a schedule length that differs from the checkpoint's (see the module docstring)."""
@@ -338,9 +408,18 @@ class Trainer:
             return
         summary = dict(final, **extra, epochs=self.progress.epoch, steps=self.progress.step,
                        **{f"best_{self.primary_metric}": self.progress.best_metric}, best_epoch=self.progress.best_epoch,
-                       train_images_per_s=float(np.median(self.throughput)) if self.throughput else None,
-                       threads=torch.get_num_threads())
+                       train_images_per_s=self._median_throughput(), threads=torch.get_num_threads())
         ckpt.write_json(self.run_dir / "metrics.json", summary)
+
+    def _median_throughput(self) -> float | None:
+        """Median training images/s of this invocation's log windows, else of those ``metrics.jsonl``
+        recorded (a run resumed only to write its summary trained nothing itself)."""
+        speeds = list(self.throughput)
+        path = self.run_dir / "metrics.jsonl"
+        if not speeds and path.is_file():
+            records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+            speeds = [r["images_per_s"] for r in records if "images_per_s" in r]
+        return float(np.median(speeds)) if speeds else None
 
     def train_one_epoch(self, epoch: int) -> None:
         sampler = getattr(self.train_loader, "sampler", None)
@@ -392,8 +471,7 @@ class Trainer:
         if broadcast_flag(not math.isfinite(loss_value), self.dist.device):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss_value}) at step {self.progress.step + 1} (epoch {self.progress.epoch + 1}); "
-                f"stopped. The last good checkpoint in {self.checkpoint_dir} is intact: lower the lr, "
-                "add warmup, or try --amp bf16 instead of fp16."
+                f"stopped. {self._checkpoint_note()}: lower the lr, add warmup, or try --amp bf16 instead of fp16."
             )
         with record_function(PHASES["backward"]):
             self.optimizer.zero_grad(set_to_none=True)

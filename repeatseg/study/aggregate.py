@@ -52,12 +52,29 @@ class Cell:
     weights_sha256: str | None = None
 
 
+def read_summary(path: Path, required: tuple[str, ...]) -> dict:
+    """A finished run's ``metrics.json``, checked: a JSON object whose ``required`` entries are
+    finite numbers. Anything else is a ValueError naming the file (a report never averages it in)."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): the run's summary is damaged; rerun its unit "
+                         "(remove the file to have the study train it again)") from error
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path} holds a {type(summary).__name__}, not a run summary (a JSON object)")
+    for key in required:
+        value = summary.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{path}: {key} is {value!r}, not a finite number")
+    return summary
+
+
 def read_cell(run_dir: Path, encoder: str, seed: int) -> Cell | None:
     """The cell's result if it finished (its metrics.json exists), else None."""
     summary_path = run_dir / "metrics.json"
     if not summary_path.is_file():
         return None
-    summary = json.loads(summary_path.read_text())
+    summary = read_summary(summary_path, ("miou", "pixel_acc"))
     sha = None
     config_path = run_dir / "config.yaml"
     if config_path.is_file():
@@ -73,7 +90,7 @@ def read_cell(run_dir: Path, encoder: str, seed: int) -> Cell | None:
 def read_top1(run_dir: Path) -> float | None:
     """A finished pretraining run's final top-1, else None."""
     summary_path = run_dir / "metrics.json"
-    return json.loads(summary_path.read_text()).get("top1") if summary_path.is_file() else None
+    return read_summary(summary_path, ("top1",))["top1"] if summary_path.is_file() else None
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -151,6 +151,12 @@ def recorded_threads(study_dir: Path) -> int | None:
     return study_threads(load_config(StudyConfig, [path])) if path.is_file() else None
 
 
+def at_recorded_threads(study: StudyConfig, study_dir: Path) -> StudyConfig:
+    """``study`` at the count its folder records, unless it gives one (reading a finished study)."""
+    recorded = recorded_threads(study_dir)
+    return at_threads(study, recorded) if recorded and not study_threads(study) else study
+
+
 def planned_threads(study: StudyConfig, study_dir: Path) -> int:
     """The study's count as far as it is known before this process registers: given, recorded, or
     the default for one process (the recipe check runs at it; ``fix_threads`` settles it)."""

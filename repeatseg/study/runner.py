@@ -45,9 +45,28 @@ import torch
 from tqdm import tqdm
 
 from ..classifiers import timm_name_of
-from ..config import ClsConfig, SegConfig, StudyConfig, load_config
+from ..config import (
+    FREE_ON_RESUME,
+    ClsConfig,
+    ConfigError,
+    SegConfig,
+    StudyConfig,
+    config_differences,
+    load_config,
+    validated,
+)
 from ..engine.distributed import DistInfo, barrier
-from ..files import FolderClaimedError, claim_run_folder
+from ..files import (
+    MARKER,
+    OWNER_FILE,
+    TEMP_SUFFIX,
+    FolderClaimedError,
+    claim_run_folder,
+    marker_kind,
+    remove_stale_temporaries,
+    write_marker,
+)
+from ..outputs import enclosing_dataset, is_study_folder
 from ..threads import usable_cores
 from ..weights import export_encoder
 from .processes import SETTLE_S, at_threads, fix_threads, planned_threads, register
@@ -144,20 +163,106 @@ def plan_pretraining(study: StudyConfig, study_dir: Path) -> list[PretrainPlan]:
     return [unit for unit in plan_units(study, study_dir) if isinstance(unit, PretrainPlan)]
 
 
-def seg_config_for(study: StudyConfig, cell: CellPlan, weights: str | None) -> SegConfig:
-    if cell.started:  # a resumed cell keeps the config it started with
-        return load_config(SegConfig, [cell.run_dir / "config.yaml"])
+def cell_weights(study: StudyConfig, cell: CellPlan) -> str | None:
+    """The encoder weights a cell starts from: its pretraining's export, else the study's ``weights``."""
+    return str(cell.pretrain.weights) if cell.pretrain else study.weights.get(cell.encoder, study.weights.get("default"))
+
+
+def fresh_seg_config(study: StudyConfig, cell: CellPlan, weights: str | None) -> SegConfig:
+    """The config the study gives ``cell`` (what a new cell starts with)."""
     model = {"encoder": cell.encoder, "encoder_weights": weights, "weights_dir": study.weights_dir}
     return load_config(SegConfig, [study.seg_config],
                        [{"model": model, "train": {"seed": cell.seed}, "output": str(cell.run_dir)}], study.seg_sets)
 
 
-def cls_config_for(study: StudyConfig, unit: PretrainPlan) -> ClsConfig:
-    if unit.started:
-        return load_config(ClsConfig, [unit.run_dir / "config.yaml"])
+def seg_config_for(study: StudyConfig, cell: CellPlan, weights: str | None) -> SegConfig:
+    if cell.started:  # a resumed cell keeps the config it started with
+        return load_config(SegConfig, [cell.run_dir / "config.yaml"])
+    return fresh_seg_config(study, cell, weights)
+
+
+def fresh_cls_config(study: StudyConfig, unit: PretrainPlan) -> ClsConfig:
+    """The config the study gives a pretraining unit."""
     overrides = {"model": {"name": timm_name_of(unit.encoder)}, "train": {"seed": unit.seed},
                  "output": str(unit.run_dir)}
     return load_config(ClsConfig, [study.pretrain.config], [overrides], study.pretrain.sets)
+
+
+def cls_config_for(study: StudyConfig, unit: PretrainPlan) -> ClsConfig:
+    if unit.started:
+        return load_config(ClsConfig, [unit.run_dir / "config.yaml"])
+    return fresh_cls_config(study, unit)
+
+
+# ------------------------------------------------------------------------------ grid checks
+
+# A unit's saved config may differ from what the study gives it now only where a resume may
+# (repeatseg.config.FREE_ON_RESUME: data root, device, workers, logging, ...), but not in its
+# schedule's length: every unit of a study trains as long as the recipe says. Keys its run filled
+# in from the data (the class list) count as equal when the study leaves them unset.
+FREE_IN_A_STUDY = FREE_ON_RESUME - {"schedule.epochs", "schedule.iters"}
+FILLED_BY_THE_RUN = {"model.classes", "data.classes", "model.num_classes"}
+# What a study folder holds (a folder of only these, e.g. units hard-linked from another study, is one).
+STUDY_ENTRIES = {"study.yaml", "pretrain", "weights", "cells", "timing.jsonl", "report.md", "results.csv",
+                 "results.json", "figures", ".report", "predictions.png", MARKER, OWNER_FILE}
+
+
+def check_study_folder(study_dir: Path) -> None:
+    """Refuse a study folder that holds other files (a study never writes among a user's files)."""
+    dataset = enclosing_dataset(study_dir)
+    if dataset is not None:
+        raise FileExistsError(f"{study_dir} is inside the dataset {dataset}: choose an --output outside it")
+    if not study_dir.exists():
+        return
+    if not study_dir.is_dir():
+        raise FileExistsError(f"{study_dir} is a file, not a study folder")
+    if is_study_folder(study_dir):
+        return
+    foreign = sorted(p.name for p in study_dir.iterdir()  # another shard's temporaries may be there
+                     if p.name not in STUDY_ENTRIES and not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)))
+    if foreign:
+        raise FileExistsError(f"{study_dir} is not empty and not a study folder (it holds {', '.join(foreign[:5])}): "
+                              "choose another --output")
+
+
+def _unit_differences(saved, fresh) -> list[tuple[str, object, object]]:
+    changed = []
+    for key, old, new in config_differences(saved, fresh, FREE_IN_A_STUDY):
+        if key in FILLED_BY_THE_RUN and new is None:
+            continue
+        if key == "model.encoder_weights" and old and new and Path(old).resolve() == Path(new).resolve():
+            continue  # the same file, named from another folder
+        changed.append((key, old, new))
+    return changed
+
+
+def check_units_unchanged(study: StudyConfig, study_dir: Path) -> None:
+    """Refuse a study whose recipe is not the one its started and finished units ran with (other
+    ``seg_sets``, ``pretrain.sets``, weights, or an edited recipe file): their results would be
+    reported under a recipe they were not trained with. Names the unit, the key and both values.
+    Encoders and seeds may be added or dropped; the data root, device, workers and logging may change."""
+    for unit in plan_units(study, study_dir):
+        saved_path = unit.run_dir / "config.yaml"
+        if not saved_path.is_file():
+            continue
+        if isinstance(unit, PretrainPlan):
+            saved, fresh = load_config(ClsConfig, [saved_path]), fresh_cls_config(study, unit)
+        else:
+            saved, fresh = load_config(SegConfig, [saved_path]), fresh_seg_config(study, unit, cell_weights(study, unit))
+        changed = _unit_differences(saved, fresh)
+        if changed:
+            listed = "; ".join(f"{key} is {old!r} there, {new!r} now" for key, old, new in changed[:5])
+            raise ConfigError(f"{study_dir}: {unit.kind} {unit.encoder} seed {unit.seed} ran with another recipe "
+                              f"({saved_path}: {listed}). A study reports every unit under one recipe: use the "
+                              "recipe it was started with, or another --output for the new one")
+
+
+def check_study(study: StudyConfig, study_dir: Path) -> None:
+    """Everything a study must pass before it runs or reports: a valid grid (non-empty, no encoder
+    or seed twice, names that are plain), a folder that is a study's, units that ran this recipe."""
+    validated(study)
+    check_study_folder(study_dir)
+    check_units_unchanged(study, study_dir)
 
 
 def say(dist: DistInfo, text: str) -> None:
@@ -173,6 +278,7 @@ def run_pretrain(study: StudyConfig, unit: PretrainPlan, dist: DistInfo) -> None
     if not (unit.run_dir / "metrics.json").is_file():
         train_classification(cls_config_for(study, unit), unit.run_dir, dist, resume=unit.started)
     if dist.is_main and unit.export:
+        remove_stale_temporaries(unit.weights)  # what a kill during an earlier export left
         export_encoder(unit.run_dir, unit.weights, which="last")
     barrier()
 
@@ -180,9 +286,7 @@ def run_pretrain(study: StudyConfig, unit: PretrainPlan, dist: DistInfo) -> None
 def run_cell(study: StudyConfig, cell: CellPlan, dist: DistInfo) -> None:
     from ..engine.seg import train_segmentation
 
-    weights = str(cell.pretrain.weights) if cell.pretrain else study.weights.get(cell.encoder,
-                                                                               study.weights.get("default"))
-    train_segmentation(seg_config_for(study, cell, weights), cell.run_dir, dist, resume=cell.started)
+    train_segmentation(seg_config_for(study, cell, cell_weights(study, cell)), cell.run_dir, dist, resume=cell.started)
     barrier()
 
 
@@ -221,15 +325,19 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
         raise ValueError("cells: false (a classification study) needs pretrain.enabled and pretrain.config: "
                          "its classification runs are the study")
     planned = planned_threads(study, study_dir)  # part of the recipe: every unit runs at one count
-    recipes = check_recipes(at_threads(study, planned), study_dir)  # before anything is written
+    check_study(at_threads(study, planned), study_dir)  # before anything is written
+    recipes = check_recipes(at_threads(study, planned), study_dir)  # one pretraining recipe, or allowed
     if len(recipes) > 1:
         say(dist, "mixed pretraining recipes (allow_mixed_recipes: true):\n  " + "\n  ".join(describe(recipes)))
     study_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main and marker_kind(study_dir) is None:
+        write_marker(study_dir, "study")
     registration = register(study_dir)
     settle_s = SETTLE_S if shard.count > 1 else 0.0  # shards started together count each other
     threads = _from_main(fix_threads(study, study_dir, registration, settle_s) if dist.is_main else 0, dist)
-    study = at_threads(study, threads)
+    study = at_threads(study, threads)  # fix_threads recorded it in study.yaml
     if threads != planned:
+        check_study(study, study_dir)
         check_recipes(study, study_dir)
     torch.set_num_threads(threads)
     say(dist, f"{threads} intra-op thread(s) for every unit (train.threads, recorded in {study_dir / 'study.yaml'})")

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import train_seg  # noqa: E402  (imports repeatseg, torch, smp and timm once, before any fork)
 
+from repeatseg.files import MARKER  # noqa: E402
+
 TIMING_KEYS = {"images_per_s", "data_wait_share"}  # the only fields a resumed run may log differently
 
 
@@ -107,7 +109,7 @@ def main(args: argparse.Namespace) -> dict:
         for name in ("last.safetensors", "best.safetensors"):
             assert same_weights(reference / "checkpoints" / name, run_dir / "checkpoints" / name), (run_dir, name)
         assert records(run_dir) == records(reference), f"{run_dir}: metrics.jsonl differs from the uninterrupted run's"
-        leftovers = [p.name for p in run_dir.rglob("*") if p.name.startswith(".")]
+        leftovers = [p.name for p in run_dir.rglob("*") if p.name.startswith(".") and p.name != MARKER]
         assert not leftovers, f"{run_dir}: left behind {leftovers}"
         summary["runs_compared"] += 1
     summary["kills"] = kills

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from repeatseg.config import StudyConfig, load_config
+from repeatseg.config import StudyConfig, load_config, save_config
 from repeatseg.study import aggregate, runner
 from repeatseg.study.aggregate import read_cell, relative_contribution, summarise
 from repeatseg.study.report import CSV_COLUMNS, FIGURES
@@ -77,7 +77,8 @@ def test_finished_cells_are_skipped_and_started_ones_resumed(tmp_path, monkeypat
     started = tmp_path / "cells/repeat_r18_f2_b8/seed0"
     (started / "checkpoints").mkdir(parents=True)
     (started / "checkpoints/last.state.pt").write_bytes(b"")
-    (started / "config.yaml").write_text("model:\n  encoder: repeat_r18_f2_b8\n")
+    cell = next(c for c in runner.plan_cells(study, tmp_path) if c.run_dir == started)
+    save_config(runner.fresh_seg_config(study, cell, None), started / "config.yaml")  # as the cell started
     calls = []
 
     def fake_train(cfg, run_dir, dist, resume=False):
