@@ -196,6 +196,13 @@ class StudyConfig:
     # false: a classification study: its pretraining runs are the study (evaluated every epoch as their
     # recipe says), nothing is exported or fine-tuned; reported by repeatseg.study.classification_report
     cells: bool = True
+    # Precision targets (repeatseg.study.precision): after ``seeds``, the runner adds seeds where they
+    # shrink the furthest-from-goal standard error most, until every target is met, an encoder has
+    # ``max_seeds`` or the study has spent ``budget_unit_hours`` (its units' wall hours, all processes).
+    # A target: {quantity: rel_contribution | gap | mean, encoders: [...], se: 0.08 and/or z: 8}.
+    targets: list[dict] = field(default_factory=list)
+    max_seeds: int = 10
+    budget_unit_hours: float | None = None
     output: str | None = None
 
 
@@ -204,14 +211,14 @@ class StudyConfig:
 # Sizes and counts that must be at least 1 when given (0 would fail deep inside a library).
 AT_LEAST_ONE = {"schedule.epochs", "schedule.iters", "data.crop_size", "data.image_size", "train.batch_size",
                 "train.eval_batch_size", "train.eval_every", "train.log_every", "train.eval_max_pixels", "train.threads",
-                "model.in_channels", "model.classes", "model.num_classes", "model.decoder_channels"}
+                "max_seeds", "model.in_channels", "model.classes", "model.num_classes", "model.decoder_channels"}
 # Sizes beyond which one sample cannot fit in memory (a 100,000 px crop is 30 GB before the model).
 AT_MOST = {"data.crop_size": 4096, "data.image_size": 4096}
 # Numbers that are never negative (a negative lr or worker count fails deep inside torch, or trains nonsense).
 NON_NEGATIVE = {"optim.lr", "optim.momentum", "optim.weight_decay", "optim.encoder_lr_mult", "optim.regularization_weight",
                 "optim.clip_grad_norm", "schedule.power", "schedule.decay_rate", "schedule.min_lr", "schedule.warmup_iters",
                 "schedule.warmup_lr_init", "data.workers", "train.seed", "model.drop_rate", "train.label_smoothing",
-                "data.color_jitter", "data.hflip"}
+                "data.color_jitter", "data.hflip", "budget_unit_hours"}
 FRACTIONS = {"data.hflip", "data.crop_pct", "model.drop_rate", "train.label_smoothing"}  # within [0, 1]
 # (low, high) pairs of positive numbers: a reversed range would be sampled as nonsense, not refused.
 RANGES = {"data.scale_range", "data.scale"}

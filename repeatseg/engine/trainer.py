@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..config import fixed_values, load_config, save_config
 from ..files import marker_kind, non_finite_keys, weights_bytes, write_marker
-from ..layers import default_regularization_weight, regularization_loss, regularized_layers
+from ..layers import default_regularization_weight, regularization_loss, regularized_layers, sharing_diagnostics
 from ..outputs import enclosing_dataset
 from . import checkpoint as ckpt
 from .distributed import DistInfo, barrier, broadcast_flag, mean_over_ranks
@@ -402,13 +402,15 @@ class Trainer:
         return final
 
     def write_summary(self, final: dict, **extra) -> None:
-        """``metrics.json``: the final evaluation, progress, best epoch, median training images/s and the
-        intra-op thread count it ran at."""
+        """``metrics.json``: the final evaluation, progress, best epoch, median training images/s, the
+        intra-op thread count it ran at and ``sharing``: whether the sharing layers' learnable parts
+        moved (``repeatseg.layers.sharing_diagnostics``, of the final weights)."""
         if not self.dist.is_main:
             return
         summary = dict(final, **extra, epochs=self.progress.epoch, steps=self.progress.step,
                        **{f"best_{self.primary_metric}": self.progress.best_metric}, best_epoch=self.progress.best_epoch,
-                       train_images_per_s=self._median_throughput(), threads=torch.get_num_threads())
+                       train_images_per_s=self._median_throughput(), threads=torch.get_num_threads(),
+                       sharing=sharing_diagnostics(self.model))
         ckpt.write_json(self.run_dir / "metrics.json", summary)
 
     def _median_throughput(self) -> float | None:

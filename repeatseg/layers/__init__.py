@@ -14,6 +14,7 @@ from .protocol import (
     parameter_kinds,
     regularization_loss,
     regularized_layers,
+    sharing_diagnostics,
 )
 from .repeat_conv import RepeatConv2d
 from .seeded import RandomSignRepeat
@@ -31,7 +32,7 @@ from .transforms import (
 
 __all__ = [
     "RepeatConv2d", "ChildTransform", "FusedGeneration", "LinearRepeat", "SwishRepeat", "FlipRepeat", "RandomSignRepeat",
-    "CoarseFlipRepeat", "make_transform",
+    "CoarseFlipRepeat", "make_transform", "sharing_diagnostics",
     "register_transform", "TRANSFORMS", "GRADIENT_RULES", "hard_sign", "sign_ste", "surrogate_grad",
     "FilterBasis", "SharedBasisConv", "group_bases", "SharingLayer", "parameter_kinds", "bit_parameters",
     "bit_parameter_names", "fold_layers", "generating_layers", "cached",

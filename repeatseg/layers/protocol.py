@@ -69,6 +69,13 @@ class SharingLayer:
             scope[key] = self.generate(dtype)
         return scope[key]
 
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """Flattened values that show whether this layer's learnable sharing part trained: named
+        values (e.g. ``b1``, ``scale``) summarised over the model by ``sharing_diagnostics``, and
+        ``moved``, a bool per learnable value: True where it left the initial transform (f: a sign
+        that differs from pure tiling). Empty for a layer with nothing learnable of its own."""
+        return {}
+
     def is_cached(self) -> bool:
         """Whether this layer is inside a ``cached`` scope."""
         return id(self) in _CACHED
@@ -176,3 +183,23 @@ def regularization_loss(model: nn.Module, layers: list[SharingLayer] | None = No
 def default_regularization_weight(model: nn.Module) -> float:
     """The weight the model's layers ask for (0 when none has a regularisation term)."""
     return max((m.regularization_weight for m in regularized_layers(model)), default=0.0)
+
+
+def sharing_diagnostics(model: nn.Module) -> dict[str, dict[str, float]]:
+    """{value name: {mean, std, min, max, n}} over every sharing layer of ``model`` (each shared
+    layer once); ``moved.mean`` is the share of learnable sharing values that left their initial
+    transform, 0.0 when training did not move them. Empty for a model without such layers."""
+    pooled: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, SharingLayer):
+                for name, values in module.diagnostics().items():
+                    pooled.setdefault(name, []).append(values.detach().reshape(-1).float().cpu())
+    summary = {}
+    for name, parts in pooled.items():
+        values = torch.cat(parts)
+        if values.numel() == 0:
+            continue
+        summary[name] = {"mean": values.mean().item(), "std": values.std().item() if values.numel() > 1 else 0.0,
+                         "min": values.min().item(), "max": values.max().item(), "n": values.numel()}
+    return summary

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .transforms import ChildTransform, per_tile, register_transform, sum_taps, sum_tiles, tiles_view
+from .transforms import MOVED_TOL, ChildTransform, per_tile, register_transform, sum_taps, sum_tiles, tiles_view
 
 
 def draw_seed() -> torch.Tensor:
@@ -49,6 +49,10 @@ class RandomSignRepeat(ChildTransform):
 
     def parameter_kinds(self) -> dict[str, str]:
         return {"scale": "transform"}
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """The per-tile scales; ``moved`` where one left its initial 1."""
+        return {"scale": self.scale, "moved": (self.scale - 1).abs() > MOVED_TOL}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

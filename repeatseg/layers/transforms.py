@@ -32,6 +32,9 @@ from .protocol import SharingLayer
 from .sign import GRADIENT_RULES, sign_ste, surrogate_grad
 
 TRANSFORMS: dict[str, type["ChildTransform"]] = {}  # name -> class, in registration order
+#: How far a float transform parameter must be from its initial value to count as moved
+#: (``SharingLayer.diagnostics``): well above float32 rounding, far below a trained change.
+MOVED_TOL = 1e-4
 
 
 def register_transform(cls: type["ChildTransform"]) -> type["ChildTransform"]:
@@ -234,6 +237,14 @@ class SwishRepeat(ChildTransform):
     def parameter_kinds(self) -> dict[str, str]:
         return {"b1": "transform", "b2": "transform"}
 
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """(b1, b2) of every tile; ``moved`` where a pair left its initial value (unknown after xavier)."""
+        values = {"b1": self.b1, "b2": self.b2}
+        if self.init != "xavier":
+            start = torch.tensor(self.init, device=self.b1.device).view(2, *([1] * self.b1.dim()))
+            values["moved"] = (torch.stack([self.b1, self.b2]) - start).abs().amax(0) > MOVED_TOL
+        return values
+
     def generation_inputs(self) -> tuple[torch.Tensor, ...]:
         return (self.b1, self.b2)
 
@@ -317,6 +328,13 @@ class FlipRepeat(ChildTransform):
 
     def parameter_kinds(self) -> dict[str, str]:
         return {"scores": "scores"}
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """``moved``: the signs that differ from pure tiling (a negative score). Measured against
+        tiling only when the scores start non-negative (the default ``score_init``); otherwise the
+        share of negative signs is given as ``negative`` alone."""
+        negative = self.scores < 0
+        return {"moved": negative} if self.score_init[0] >= 0 else {"negative": negative}
 
     def bit_parameters(self) -> dict[str, int]:
         return {"scores": 1}

@@ -34,7 +34,8 @@ from .aggregate import (  # noqa: E402
                         summarise,
 )
 from .recipes import describe, encoder_recipes  # noqa: E402
-from .runner import plan_cells, plan_pretraining  # noqa: E402
+from .runner import plan_cells, plan_pretraining, plan_units  # noqa: E402
+from .validity import diagnostics_lines, interval_lines  # noqa: E402
 
 CSV_COLUMNS = ["encoder", "family", "reference", "n", "miou_mean", "miou_std", "pixel_acc_mean", "pixel_acc_std",
                "rel_contribution", "rel_contribution_std", "kept_per_byte", "kept_per_byte_se", "trainable_params",
@@ -250,6 +251,11 @@ def _pm(mean, std, scale=100.0, digits=1) -> str:
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
+def _spread(row: Row, key: str = "miou_std") -> float | None:
+    """A row's std over seeds, or None with one run (a single run has no spread to show)."""
+    return getattr(row, key) if row.n > 1 else None
+
+
 def variance_note(study: StudyConfig) -> str:
     """Which sources of variance the spread over seeds includes."""
     if study.pretrain.enabled:
@@ -352,7 +358,7 @@ def recipe_lines(study: StudyConfig, study_dir: Path | None) -> list[str]:
 
 
 def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: int, study_dir: Path | None = None,
-             per_seed: dict[str, dict[str, dict[int, float]]] | None = None) -> str:
+             per_seed: dict[str, dict[str, dict[int, float]]] | None = None, sections: list[str] | None = None) -> str:
     lines = [
         "# Transfer study: parameter-sharing vs dense encoders under one U-Net",
         "",
@@ -362,7 +368,7 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
         + ("pretrained in this study (`pretrain/`)" if study.pretrain.enabled else
            (json.dumps(study.weights) if study.weights else "none (from scratch)")) + ".",
         "",
-        "mIoU and pixel accuracy in %, mean ± sample std over seeds (n runs). Relative contribution = "
+        "mIoU and pixel accuracy in %, mean ± sample std over seeds (n runs; no spread with one run). Relative contribution = "
         "(M - lower) / (upper - lower) on the seed means, ± its first-order propagated uncertainty from the "
         "standard errors of the three means: for RepeatNet (a width family) the paper's (dense same width, "
         "dense 1x); for a compression family (shared bases, DACNN; smaller than dense 1x) (dense 1x, dense 1x "
@@ -380,13 +386,13 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
     for r in rows:
         paper_rc = paper_relative_contribution(r.encoder)
         lines.append(
-            f"| {r.encoder} | {r.n} | {_pm(r.miou_mean, r.miou_std)} | {_pm(r.pixel_acc_mean, r.pixel_acc_std)} "
+            f"| {r.encoder} | {r.n} | {_pm(r.miou_mean, _spread(r))} | {_pm(r.pixel_acc_mean, _spread(r, 'pixel_acc_std'))} "
             f"| {_pm(r.rel_contribution, r.rel_contribution_std)} | {r.reference} "
             f"| {_pm(r.kept_per_byte, r.kept_per_byte_se, scale=1.0, digits=2)} | {_pm(r.paper_miou, None)} "
             f"| {_pm(r.paper_pixel_acc, None)} | {_pm(paper_rc, None)} | {r.trainable_params / 1e6:.2f}M "
             f"| {r.packed_bytes / 2**20:.1f} | {r.macs / 1e9:.3g} "
             f"| {'-' if r.train_images_per_s is None else f'{r.train_images_per_s:.1f}'} |")
-    lines += ["", *effect_lines(rows, per_seed or {}), *classification_lines(rows)]
+    lines += ["", *effect_lines(rows, per_seed or {}), *(sections or []), *classification_lines(rows)]
     if study_dir is not None:
         lines += timing_lines(study_dir)
     lines += ["## Figures", ""]
@@ -405,7 +411,7 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
     for r in rows:
         runs = "<br>".join(f"`{run}`" for run in r.runs) or "-"
         lines.append(f"| {r.encoder} | {runs} | {', '.join(s[:16] for s in r.weights_sha256) or '-'} |")
-    missing = [r.encoder for r in rows if r.n < len(study.seeds)]
+    missing = [r.encoder for r in rows if r.n < len(study.seeds)]  # added seeds only ever add runs
     if missing:
         lines += ["", f"**Incomplete:** {', '.join(missing)} have fewer finished runs than seeds."]
     return "\n".join(lines) + "\n"
@@ -427,9 +433,13 @@ def write_report(study: StudyConfig, study_dir: Path) -> list[Row]:
                      seg.model.decoder_channels)
     per_seed = {"mIoU": {name: {c.seed: c.miou for c in cells if c.encoder == name} for name in study.encoders},
                 "top-1": top1_by_seed}
+    samples = {name: list(values.values()) for name, values in per_seed["mIoU"].items()}
+    uncertainty, intervals = interval_lines(study, samples, "mIoU")
+    validity, checks = diagnostics_lines(study, study_dir, plan_units(study, study_dir))
     write_tables(rows, study_dir, {"seeds": study.seeds, "seg_config": study.seg_config,
                                    "macs_input_size": seg.data.crop_size, "paper_table3": PAPER_TABLE3,
-                                   "paper_top1": PAPER_TOP1, "variance": variance_note(study)})
+                                   "paper_top1": PAPER_TOP1, "variance": variance_note(study),
+                                   "intervals": intervals, "diagnostics": checks})
     figures = study_dir / "figures"
     figures.mkdir(exist_ok=True)
     plot_miou_vs_storage(rows, figures / FIGURES[0])
@@ -437,5 +447,6 @@ def write_report(study: StudyConfig, study_dir: Path) -> list[Row]:
     plot_per_class(rows, figures / FIGURES[2])
     plot_qualitative(rows, study, figures / FIGURES[3])
     plot_training_curves(rows, figures / FIGURES[4])
-    atomic_write_text(study_dir / "report.md", markdown(rows, study, seg, seg.data.crop_size, study_dir, per_seed))
+    atomic_write_text(study_dir / "report.md", markdown(rows, study, seg, seg.data.crop_size, study_dir, per_seed,
+                                                         uncertainty + validity))
     return rows

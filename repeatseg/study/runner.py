@@ -111,19 +111,42 @@ class CellPlan:
         return (self.run_dir / "checkpoints" / "last.state.pt").is_file()
 
 
+def added_seeds(study: StudyConfig, study_dir: Path) -> dict[str, list[int]]:
+    """encoder -> the seeds beyond ``study.seeds`` that precision targets added (their run folders
+    exist: ``repeatseg.study.adaptive`` claims them before they run). Empty without targets."""
+    if not study.targets:
+        return {}
+    added = {}
+    for name in study.encoders:
+        found = {int(p.name[4:]) for kind in ("pretrain", "cells") for p in (study_dir / kind / name).glob("seed*")
+                 if p.name[4:].isdigit() and p.is_dir()}
+        added[name] = sorted(found - set(study.seeds))
+    return added
+
+
 def plan_units(study: StudyConfig, study_dir: Path) -> list[PretrainPlan | CellPlan]:
-    """Every unit of work in run order: per seed, per encoder, its pretraining (if enabled) then its cell."""
+    """Every unit of work in run order: per seed, per encoder, its pretraining (if enabled) then its
+    cell; then the seeds precision targets added, per encoder (``added_seeds``)."""
     units: list[PretrainPlan | CellPlan] = []
-    for seed in study.seeds:
-        for name in study.encoders:
-            pretrain = None
-            if study.pretrain.enabled:
-                pretrain = PretrainPlan(name, seed, study_dir / "pretrain" / name / f"seed{seed}",
-                                        study_dir / "weights" / f"{name}-{study.pretrain.tag}-seed{seed}.safetensors",
-                                        export=study.cells)
-                units.append(pretrain)
-            if study.cells:
-                units.append(CellPlan(name, seed, study_dir / "cells" / name / f"seed{seed}", pretrain))
+    added = added_seeds(study, study_dir)
+    grid = [(seed, name) for seed in study.seeds for name in study.encoders]
+    extra = [(seed, name) for name, seeds in added.items() for seed in seeds]
+    for seed, name in grid + extra:
+        units += pair_units(study, study_dir, name, seed)
+    return units
+
+
+def pair_units(study: StudyConfig, study_dir: Path, encoder: str, seed: int) -> list[PretrainPlan | CellPlan]:
+    """The units of one (encoder, seed): its pretraining (if enabled), then its cell (if any)."""
+    units: list[PretrainPlan | CellPlan] = []
+    pretrain = None
+    if study.pretrain.enabled:
+        pretrain = PretrainPlan(encoder, seed, study_dir / "pretrain" / encoder / f"seed{seed}",
+                                study_dir / "weights" / f"{encoder}-{study.pretrain.tag}-seed{seed}.safetensors",
+                                export=study.cells)
+        units.append(pretrain)
+    if study.cells:
+        units.append(CellPlan(encoder, seed, study_dir / "cells" / encoder / f"seed{seed}", pretrain))
     return units
 
 
@@ -138,7 +161,7 @@ class Shard:
     assignment: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def owns(self, unit: PretrainPlan | CellPlan) -> bool:
-        return self.count == 1 or self.assignment[(unit.encoder, unit.seed)] == self.index
+        return self.count == 1 or self.assignment.get((unit.encoder, unit.seed)) == self.index
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -260,7 +283,10 @@ def check_units_unchanged(study: StudyConfig, study_dir: Path) -> None:
 def check_study(study: StudyConfig, study_dir: Path) -> None:
     """Everything a study must pass before it runs or reports: a valid grid (non-empty, no encoder
     or seed twice, names that are plain), a folder that is a study's, units that ran this recipe."""
+    from .precision import quantities_of
+
     validated(study)
+    quantities_of(study.targets, study.encoders)
     check_study_folder(study_dir)
     check_units_unchanged(study, study_dir)
 
@@ -316,7 +342,8 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
     under a claim on its run folder; returns the whole plan. Units other live processes hold are
     waited for, not run twice (see ``UnitQueue``). Encoders pretrained with different recipes stop
     it first (``repeatseg.study.recipes``), unless ``study.allow_mixed_recipes``."""
-    from .recipes import check_recipes, describe  # it reads this module's plan
+    from . import adaptive  # noqa: F401  (loaded now: a long study's later phase never imports edited code)
+    from .recipes import check_recipes, describe  # they read this module's plan
 
     shard = shard or Shard()
     if study.pretrain.enabled and not study.pretrain.config:
@@ -366,7 +393,46 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
     left = [u for u in mine if not u.finished]
     say(dist, f"{label}all {len(mine)} units finished" if not left else
         f"{label}{len(mine) - len(left)} of {len(mine)} units finished; {len(left)} left to a later run")
+    if study.targets:
+        run_targets(study, study_dir, dist, shard, registration, threads, label, durations, poll_s)
+        units = plan_units(study, study_dir)
     return units
+
+
+def run_targets(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard, registration, threads: int,
+                label: str, durations: dict[str, list[float]], poll_s: float) -> None:
+    """The adaptive phase (``repeatseg.study.adaptive``): pairs of added seeds until the targets
+    are met, ``max_seeds`` reached or the budget spent; rank 0 chooses, the other ranks follow."""
+    from . import adaptive
+
+    names = list(study.encoders)
+    while True:
+        choice = adaptive.choose(study, study_dir) if dist.is_main else None
+        action = _from_main({"run": RUN, "wait": WAIT, "stop": DONE}[choice.action] if dist.is_main else 0, dist)
+        if action == DONE:
+            say(dist, f"{label}precision targets: {choice.why if choice else 'done'}\n  "
+                      + "\n  ".join(adaptive.target_lines(study, study_dir)))
+            return
+        if action == WAIT:
+            time.sleep(poll_s)
+            continue
+        encoder = names[_from_main(names.index(choice.pair.encoder) if dist.is_main else 0, dist)]
+        seed = _from_main(choice.pair.seed if dist.is_main else 0, dist)
+        pair = choice.pair if dist.is_main else adaptive.new_pair(study, study_dir, encoder, set(range(seed)))
+        try:
+            say(dist, f"{label}precision targets: {encoder} seed {seed} ({choice.why if choice else ''})")
+            for unit in pair.units:
+                if unit.finished:
+                    continue
+                processes = registration.say_if_crowded(threads, lambda text: say(dist, f"{label}{text}"))
+                start, load_before = time.perf_counter(), os.getloadavg()[0]
+                (run_pretrain if isinstance(unit, PretrainPlan) else run_cell)(study, unit, dist)
+                seconds = time.perf_counter() - start
+                durations[unit.kind].append(seconds)
+                log_timing(study_dir, unit, seconds, load_before, dist, shard, processes)
+        finally:
+            if choice is not None:
+                choice.claim.close()
 
 
 class UnitQueue:

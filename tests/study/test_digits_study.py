@@ -76,3 +76,21 @@ def test_the_exported_encoders_record_the_recipe_the_study_computed_before_runni
     assert list(before.values()) == [ENCODERS]
     recorded = {read_metadata(path)["recipe"] for path in (digits_study / "weights").iterdir()}
     assert recorded == set(before)  # digits.yaml leaves num_classes to the data: still the same recipe
+
+
+def test_every_run_records_whether_its_sharing_part_moved(digits_study):
+    pretrained = json.loads((digits_study / "pretrain/repeat_r18_f2_b8/seed0/metrics.json").read_text())
+    tuned = json.loads((digits_study / "cells/repeat_r18_f2_b8/seed0/metrics.json").read_text())
+    for summary in (pretrained, tuned):
+        assert 0.0 <= summary["sharing"]["moved"]["mean"] <= 1.0 and summary["sharing"]["moved"]["n"] > 0
+    assert json.loads((digits_study / "cells/dense_r18_w1_b8/seed0/metrics.json").read_text())["sharing"] == {}
+    report = (digits_study / "report.md").read_text()
+    assert "## Validity diagnostics" in report and "## Uncertainty and precision targets" in report
+
+
+def test_a_pair_rerun_from_its_committed_configs_reproduces_its_numbers(digits_study, tmp_path):
+    from repeatseg.study.reproduce import reproduce_pair
+
+    outcome = reproduce_pair(digits_study, "repeat_r18_f2_b8", 1, tmp_path / "rerun")
+    assert outcome["miou"]["difference"] == 0.0 and outcome["top1"]["difference"] == 0.0
+    assert json.loads((tmp_path / "rerun" / "reproduction.json").read_text())["miou"]["rerun"] == outcome["miou"]["rerun"]

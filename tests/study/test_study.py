@@ -10,6 +10,7 @@ from PIL import Image
 from repeatseg.config import StudyConfig, load_config, save_config
 from repeatseg.study import aggregate, runner
 from repeatseg.study.aggregate import read_cell, relative_contribution, summarise
+from repeatseg.study.processes import at_threads, planned_threads
 from repeatseg.study.report import CSV_COLUMNS, FIGURES
 from tests.tool_loader import load_tool
 
@@ -78,7 +79,8 @@ def test_finished_cells_are_skipped_and_started_ones_resumed(tmp_path, monkeypat
     (started / "checkpoints").mkdir(parents=True)
     (started / "checkpoints/last.state.pt").write_bytes(b"")
     cell = next(c for c in runner.plan_cells(study, tmp_path) if c.run_dir == started)
-    save_config(runner.fresh_seg_config(study, cell, None), started / "config.yaml")  # as the cell started
+    as_started = at_threads(study, planned_threads(study, tmp_path))  # the count the study runs its units at
+    save_config(runner.fresh_seg_config(as_started, cell, None), started / "config.yaml")  # as the cell started
     calls = []
 
     def fake_train(cfg, run_dir, dist, resume=False):

@@ -1,0 +1,90 @@
+"""The numbers the README and the docs quote from a published study, recomputed from its raw runs.
+
+A published study (``results/<study>/``) holds every unit's ``metrics.json``. ``quoted_tables``
+computes the quoted tables from those files alone (not from the study's own ``results.csv``), and
+``tools/quote_results.py`` writes them between the markers
+
+    <!-- results/digits: begin (tools/quote_results.py) -->
+    ...
+    <!-- results/digits: end -->
+
+in a Markdown file; a test recomputes them and fails when a file quotes other numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from pathlib import Path
+
+from ..config import StudyConfig, load_config
+from .adaptive import metric_of, progress, results, timing_records
+from .runner import plan_pretraining, plan_units
+from .validity import diagnostics, interval_lines
+
+
+def _points(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}"
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return _points(values[0])
+    return f"{_points(statistics.fmean(values))} ± {_points(statistics.stdev(values))}"
+
+
+def quoted_tables(study_dir: str | Path) -> str:
+    """Per-encoder results, the quantities with 95 % intervals, the validity diagnostics and the wall
+    time of the study in ``study_dir``, as Markdown (deterministic: the bootstrap is seeded)."""
+    study_dir = Path(study_dir)
+    study = load_config(StudyConfig, [study_dir / "study.yaml"])
+    found = results(study, study_dir)
+    top1: dict[str, list[float]] = {}
+    for unit in plan_pretraining(study, study_dir):
+        path = unit.run_dir / "metrics.json"
+        if path.is_file():
+            top1.setdefault(unit.encoder, []).append(json.loads(path.read_text())["top1"])
+    checks = diagnostics(study, study_dir, plan_units(study, study_dir))
+    metric = metric_of(study)
+    lines = [f"| encoder | n | {'mIoU' if metric == 'miou' else 'top-1'} (mean ± sd, %) | pretrained top-1 (%) "
+             "| signs/values moved: pretraining | fine-tuning |", "|---|---|---|---|---|---|"]
+    for name in study.encoders:
+        values = list(found[name].values())
+        moved = [checks[name].get("moved_after_pretraining"), checks[name].get("moved_after_fine-tuning")]
+        lines.append(f"| {name} | {len(values)} | {_mean_sd(values)} | {_mean_sd(top1.get(name, []))} "
+                     f"| {_share(moved[0])} | {_share(moved[1])} |")
+    samples = {name: list(values.values()) for name, values in found.items()}
+    uncertainty, _ = interval_lines(study, samples, "mIoU" if metric == "miou" else "top-1")
+    table = [line for line in uncertainty if line.startswith("|")]
+    records = timing_records(study_dir)
+    hours = sum(r["seconds"] for r in records) / 3600
+    loads = sorted(r["load_before"] for r in records)
+    state = progress(study, study_dir)
+    met = sum(short <= 1 for _, short in state.shortfalls)
+    summary = (f"{len(records)} units, {hours:.2f} unit-hours (of a budget of {study.budget_unit_hours:g}), "
+               f"median 1-minute load {loads[len(loads) // 2]:.1f} when units started; "
+               f"{met} of {len(state.shortfalls)} precision targets met." if records else "no units run yet.")
+    return "\n".join([*lines, "", *table, "", summary])
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def marker_pattern(name: str) -> re.Pattern:
+    """The begin/end markers of study ``name`` (e.g. ``results/digits``) and what lies between."""
+    return re.compile(rf"(<!-- {re.escape(name)}: begin[^>]*-->\n)(.*?)(\n<!-- {re.escape(name)}: end -->)", re.S)
+
+
+def quoted_in(text: str, name: str) -> list[str]:
+    """Every block a Markdown text quotes between study ``name``'s markers."""
+    return [match.group(2) for match in marker_pattern(name).finditer(text)]
+
+
+def requote(text: str, name: str, tables: str) -> str:
+    """``text`` with every block between ``name``'s markers replaced by ``tables``."""
+    return marker_pattern(name).sub(lambda m: m.group(1) + tables + m.group(3), text)
