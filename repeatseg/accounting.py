@@ -41,6 +41,9 @@ STAT_KEYS = ("trainable_params", "stored_floats", "mask_bits", "fp32_bytes", "pa
 
 @dataclass
 class ModelStats:
+    """What one model trains, stores and computes (definitions: this module's docstring), and its ratios
+    to the model it is compared with (``dense_twin``). Counts are elements, bytes exact."""
+
     name: str
     scope: str  # "encoder" or "segmenter"
     input_size: int
@@ -203,11 +206,12 @@ TABLE_SCOPES = {
 def accounting_table(stats: Sequence[ModelStats] | None = None) -> str:
     """The accounting of several models as one text table, with a title line saying what is counted
     (``tools/model_info.py --all`` prints it; the docs' encoder table is it). ``stats`` defaults to
-    every encoder of the family table (``VARIANTS``) at 512x512, built on the meta device.
+    the family table's registered grid (``default_variants()``: names ``register`` added at run time
+    are not in it) at 512x512, built on the meta device.
     """
-    from .variants import VARIANTS
+    from .variants import default_variants
 
-    stats = list(stats) if stats is not None else [describe(name) for name in VARIANTS]
+    stats = list(stats) if stats is not None else [describe(v.name) for v in default_variants()]
     if not stats:
         raise ValueError("accounting_table: no models to tabulate")
     header = ["name", *STAT_KEYS, "vs", "packed vs dense", "trainable vs dense"]

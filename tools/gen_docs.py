@@ -89,14 +89,23 @@ def config_page() -> str:
     return "\n".join(lines)
 
 
+def package_encoders() -> list[str]:
+    """The encoders repeatseg itself registers: a family registered at run time (a test's, a user's) is
+    not the package's, so the page does not depend on what else the process imported."""
+    from repeatseg.variants import default_variants
+
+    return [v.name for v in default_variants() if type(v).__module__.startswith("repeatseg.")]
+
+
 def encoders_page() -> str:
+    from repeatseg import describe
     from repeatseg.accounting import accounting_table
 
+    table = accounting_table([describe(name) for name in package_encoders()])
     lines = ["# Encoder table", "",
              "Generated from the family table (`repeatseg/variants.py`) by `python tools/gen_docs.py`; do not",
              "edit by hand. Encoders (backbone + skip adapters), MACs at 512x512, ratios against the dense",
-             "model each is compared with (`python tools/model_info.py --all`).", "", "```", accounting_table(),
-             "```", ""]
+             "model each is compared with (`python tools/model_info.py --all`).", "", "```", table, "```", ""]
     return "\n".join(lines)
 
 
