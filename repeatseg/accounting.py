@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -40,6 +41,9 @@ STAT_KEYS = ("trainable_params", "stored_floats", "mask_bits", "fp32_bytes", "pa
 
 @dataclass
 class ModelStats:
+    """What one model trains, stores and computes (definitions: this module's docstring), and its ratios
+    to the model it is compared with (``dense_twin``). Counts are elements, bytes exact."""
+
     name: str
     scope: str  # "encoder" or "segmenter"
     input_size: int
@@ -190,3 +194,38 @@ def describe(name: str, input_size: int = 512, segmenter: bool = False, classes:
         name=variant.name, scope="segmenter" if segmenter else "encoder", input_size=input_size,
         dense_twin=twin.name, ratio_to_dense=ratios, **numbers,
     )
+
+
+TABLE_SCOPES = {
+    "encoder": "encoder (backbone + skip adapters)",
+    "segmenter": "U-Net segmenter",
+    "classifier": "classifier (head included; MACs on the folded model)",
+}
+
+
+def accounting_table(stats: Sequence[ModelStats] | None = None) -> str:
+    """The accounting of several models as one text table, with a title line saying what is counted
+    (``tools/model_info.py --all`` prints it; the docs' encoder table is it). ``stats`` defaults to
+    the family table's registered grid (``default_variants()``: names ``register`` added at run time
+    are not in it) at 512x512, built on the meta device.
+    """
+    from .variants import default_variants
+
+    stats = list(stats) if stats is not None else [describe(v.name) for v in default_variants()]
+    if not stats:
+        raise ValueError("accounting_table: no models to tabulate")
+    header = ["name", *STAT_KEYS, "vs", "packed vs dense", "trainable vs dense"]
+    rows = [
+        [s.name, *(format_count(getattr(s, key), key) for key in STAT_KEYS), s.dense_twin,
+         f"{s.ratio_to_dense['packed_bytes']:.3f}x", f"{s.ratio_to_dense['trainable_params']:.3f}x"]
+        for s in stats
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    size = stats[0].input_size
+    lines = [f"{TABLE_SCOPES.get(stats[0].scope, stats[0].scope)}; MACs at {size}x{size}; ratios against the model "
+             "in 'vs' (same width; dense 1x for compression families; the vanilla CNN for rotcnn_*)",
+             "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+              + " |" for row in rows]
+    return "\n".join(lines)

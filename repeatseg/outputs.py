@@ -1,6 +1,6 @@
 """Where a tool may write, decided before it writes anything.
 
-The rules every tool follows (README, "Reliability"):
+The rules every tool follows (docs/reliability.md):
 
 - A file that exists is never replaced, unless the user says ``--force`` **and** the file is one
   a repeatseg export wrote (its metadata carries ``written_by``). A dataset's file, a run's file

@@ -90,3 +90,16 @@ def test_model_info_table_and_unknown_name():
     assert table.returncode == 0 and "repeat_r34_f8" in table.stdout and "256x256" in table.stdout
     bad = _run("--encoder", "repeat_r18_q4")
     assert bad.returncode == 2 and "Valid names" in bad.stderr
+
+
+def test_accounting_table_has_a_title_a_header_and_one_row_per_model():
+    from repeatseg.accounting import accounting_table
+
+    stats = [repeatseg.describe("dense_r18_w4"), repeatseg.describe("repeat_r18_f4")]
+    lines = accounting_table(stats).splitlines()
+    assert lines[0].startswith("encoder (backbone + skip adapters); MACs at 512x512")
+    assert lines[1].split("|")[1].strip() == "name" and len(lines) == 3 + len(stats)
+    f4 = lines[-1].split("|")
+    assert f4[1].strip() == "repeat_r18_f4" and f4[-3].strip() == f"{stats[1].ratio_to_dense['packed_bytes']:.3f}x"
+    with pytest.raises(ValueError, match="no models"):
+        accounting_table([])

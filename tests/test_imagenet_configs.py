@@ -1,5 +1,5 @@
-"""The three ImageNet recipes load and resolve to what their comments and the README claim: the
-paper's text, the authors' code and repeatseg's default (README, "Three ImageNet recipes")."""
+"""The three ImageNet recipes load and resolve to what their comments and docs/imagenet.md claim: the
+paper's text, the authors' code and repeatseg's default (docs/imagenet.md, "Three ImageNet recipes")."""
 
 from pathlib import Path
 

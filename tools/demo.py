@@ -43,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--figure", help="picture path (default: <output>/predictions.png)")
     parser.add_argument("--samples", type=int, default=6, help="validation scenes in the picture")
     parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads (default 1: the README's demo figures were made at 1, and a result "
+                        help="intra-op threads (default 1: the documented demo figures were made at 1, and a result "
                              "reproduces at the same thread count only)")
     return parser
 

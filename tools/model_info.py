@@ -16,7 +16,7 @@ import sys
 import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
 
 import repeatseg
-from repeatseg.accounting import STAT_KEYS, format_count
+from repeatseg.accounting import accounting_table
 from repeatseg.classifiers import CLASSIFIERS, is_classifier
 
 
@@ -35,21 +35,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def table(stats: list[repeatseg.ModelStats]) -> str:
-    header = ["name", *STAT_KEYS, "vs", "packed vs dense", "trainable vs dense"]
-    rows = [
-        [s.name, *(format_count(getattr(s, key), key) for key in STAT_KEYS), s.dense_twin,
-         f"{s.ratio_to_dense['packed_bytes']:.3f}x", f"{s.ratio_to_dense['trainable_params']:.3f}x"]
-        for s in stats
-    ]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-              + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def main(args: argparse.Namespace) -> int:
     names = list(repeatseg.VARIANTS) if args.all else list(CLASSIFIERS) if args.classifiers else [args.encoder]
     try:
@@ -63,12 +48,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([s.as_dict() for s in stats], indent=2))
     elif args.all or args.classifiers:
-        scope = ("classifier (head included; MACs on the folded model)" if args.classifiers else
-                 "U-Net segmenter" if args.segmenter else "encoder (backbone + skip adapters)")
-        size = stats[0].input_size
-        print(f"{scope}; MACs at {size}x{size}; ratios against the model in 'vs' "
-              "(same width; dense 1x for compression families; the vanilla CNN for rotcnn_*)")
-        print(table(stats))
+        print(accounting_table(stats))
     else:
         print(stats[0])
     return 0

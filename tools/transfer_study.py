@@ -13,7 +13,7 @@
 
 Finished units (pretraining per encoder and seed, cells) are skipped and interrupted ones resumed:
 run the same command again after a kill. With --shard i/n, n jobs share the study folder, each
-running its part of the grid (README, "Scale-out"); every unit is claimed before it runs, so none
+running its part of the grid (docs/scale-out.md); every unit is claimed before it runs, so none
 runs twice, and the shard that finds the whole grid finished writes the report. Every unit runs at
 one thread count (--threads, else the usable cores shared among the study's processes on this
 host), fixed when the study first starts and recorded in study.yaml: results reproduce at it.

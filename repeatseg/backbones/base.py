@@ -406,7 +406,7 @@ class ResNetBackbone(nn.Module):
 # ---------------------------------------------------------------------------------- timm
 
 def default_cfg(**kwargs) -> dict:
-    """The pretrained cfg of every repeatseg model: no URL (weights are local files, see README)."""
+    """The pretrained cfg of every repeatseg model: no URL (weights are local files: docs/getting-started.md)."""
     return dict(
         url="", num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875,
         interpolation="bilinear", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,

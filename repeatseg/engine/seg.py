@@ -242,7 +242,7 @@ def prediction_writer(dataset: VOCSegmentation, folder: str | Path, force: bool 
 
 
 def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resume: bool = False) -> dict:
-    """Train and evaluate one segmenter; writes the run folder (see README). Returns final metrics."""
+    """Train and evaluate one segmenter; writes the run folder (docs/training.md). Returns final metrics."""
     run_dir = Path(run_dir)
     apply_threads(cfg.train)
     check_optimizer_name(cfg.optim.name)  # before anything is read or written
