@@ -97,6 +97,9 @@ class TrainConfig:
     eval_flip: bool = False
     log_every: int = 20  # iterations between metrics.jsonl records
     log_mode: Literal["bar", "plain", "quiet"] = "bar"
+    # where records go besides metrics.jsonl (always written): tensorboard -> <run>/tensorboard/ (scalars and,
+    # at each evaluation, validation predictions beside their ground truth; repeatseg.engine.loggers)
+    loggers: list[Literal["jsonl", "tensorboard"]] = field(default_factory=lambda: ["jsonl"])
     # intra-op threads (part of the recipe: results reproduce at the same count); null: $OMP_NUM_THREADS,
     # else the cores this process may use / the study processes on this host (repeatseg.threads)
     threads: int | None = None
@@ -217,7 +220,7 @@ FRACTIONS = {"data.hflip", "data.crop_pct", "model.drop_rate", "train.label_smoo
 RANGES = {"data.scale_range", "data.scale"}
 # Lists whose items must differ: a repeated class name merges two classes' IoU; a repeated encoder
 # or seed counts one training twice.
-UNIQUE = {"data.classes", "encoders", "seeds", "schedule.milestones"}
+UNIQUE = {"data.classes", "encoders", "seeds", "schedule.milestones", "train.loggers"}
 NOT_EMPTY = {"encoders", "seeds", "data.classes"}
 # Fields that become part of a file or folder name (runs/<encoder>, cells/<encoder>/seed<k>,
 # weights/<encoder>-<tag>-seed<k>, ImageSets/Segmentation/<split>.txt, ROOT/<split>/): plain names only.
@@ -350,7 +353,7 @@ def to_dict(config: Any) -> dict:
 # size limit (it refuses, it never changes a result). Everything else decides what is trained, and
 # a resume refuses to change it: the split, batch, seed, crop, model, optimiser, schedule shape, ...
 FREE_ON_RESUME = {"schedule.epochs", "schedule.iters", "data.root", "model.weights_dir", "data.workers",
-                  "train.device", "train.compile", "train.channels_last", "train.log_mode", "train.log_every",
+                  "train.device", "train.compile", "train.channels_last", "train.log_mode", "train.log_every", "train.loggers",
                   "train.eval_max_pixels", "output", "provenance"}
 
 

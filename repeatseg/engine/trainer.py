@@ -37,6 +37,7 @@ from ..layers import default_regularization_weight, regularization_loss, regular
 from ..outputs import enclosing_dataset
 from . import checkpoint as ckpt
 from .distributed import DistInfo, barrier, broadcast_flag, mean_over_ranks
+from .loggers import RunLog, check_loggers
 from .optim import build_optimizer, build_scheduler
 
 # Labels of the loop's phases in a torch.profiler trace (tools/time_units.py --profile adds them up):
@@ -185,7 +186,7 @@ def uses_channels_last(train_cfg, dist: DistInfo) -> bool:
 
 def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_loader, *, prepare_batch: Callable,
                   loss_fn: Callable, evaluate: Callable, primary_metric: str, metadata: dict, default_length: dict,
-                  resume: bool = False) -> "Trainer":
+                  resume: bool = False, preview: Callable | None = None) -> "Trainer":
     """Everything a task shares: device/DDP/compile, optimiser and schedule from the config,
     the Trainer, and (when ``resume``) the state of the run's last checkpoint."""
     model, train_model = prepare_model(model, cfg.train, dist)
@@ -198,6 +199,7 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
         total_steps=steps, amp=cfg.train.amp, eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
         log_mode=cfg.train.log_mode, primary_metric=primary_metric, metadata=metadata,
         regularization_weight=cfg.optim.regularization_weight, clip_grad_norm=cfg.optim.clip_grad_norm,
+        loggers=cfg.train.loggers, preview=preview,
     )
     if resume:
         trainer.resume()
@@ -248,6 +250,9 @@ class Trainer:
         regularization_weight: weight of the model's regularisation term in the loss (None: what
             its layers ask for; 0 or a model without a term: none).
         clip_grad_norm: clip the global gradient norm to this before each step (None: no clipping).
+        loggers: where records go besides ``metrics.jsonl`` (``repeatseg.engine.loggers``).
+        preview: model -> {tag: uint8 (H, W, 3) image}, called after each evaluation when a logger
+            shows images (validation predictions beside their ground truth).
     """
 
     def __init__(
@@ -256,6 +261,7 @@ class Trainer:
         run_dir: str | Path, dist: DistInfo, total_steps: int, amp: str = "none", eval_every: int = 1,
         log_every: int = 20, log_mode: str = "bar", primary_metric: str = "miou", metadata: dict | None = None,
         regularization_weight: float | None = None, clip_grad_norm: float | None = None,
+        loggers: list[str] | tuple[str, ...] = ("jsonl",), preview: Callable | None = None,
     ):
         self.model, self.train_model = model, train_model
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -266,6 +272,9 @@ class Trainer:
         self.amp_dtype = autocast_dtype(amp, dist.device)
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=self.amp_dtype == torch.float16)
         self.clip_grad_norm = clip_grad_norm
+        check_loggers(loggers)
+        self.loggers, self.preview = tuple(loggers), preview
+        self.run_log: RunLog | None = None  # opened by fit(), once the step it continues from is known
         self.progress = Progress()
         self.steps_per_epoch = len(train_loader)
         self.total_epochs = math.ceil(total_steps / self.steps_per_epoch)
@@ -282,14 +291,8 @@ class Trainer:
         return self.run_dir / ckpt.CHECKPOINT_DIR
 
     def log(self, record: dict) -> None:
-        if not self.dist.is_main:
-            return
-        path = self.run_dir / "metrics.jsonl"
-        try:
-            with open(path, "a") as out:
-                out.write(json.dumps(record) + "\n")
-        except OSError as error:  # e.g. disk full: name the file
-            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
+        if self.run_log is not None:
+            self.run_log.write(record)
 
     def say(self, text: str) -> None:
         if self.dist.is_main and self.log_mode != "quiet":
@@ -377,28 +380,40 @@ class Trainer:
     def fit(self) -> dict:
         """Train to the end of the schedule; returns the final evaluation."""
         final: dict = self.progress.history[-1]["val"] if self.progress.history else {}
-        while self.progress.step < self.total_steps:
-            epoch = self.progress.epoch
-            with record_function(PHASES["epoch"]):
-                self.train_one_epoch(epoch)
-            self.progress.epoch += 1
-            done = self.progress.step >= self.total_steps
-            improved = False
-            if evaluates_after(self.progress.epoch, self.progress.epoch if done else self.total_epochs, self.eval_every):
-                with record_function(PHASES["evaluate"]):
-                    final = self.evaluate(self.model)
-                record = {"epoch": self.progress.epoch, "step": self.progress.step,
-                          "val": {k: v for k, v in final.items() if k != "confusion_matrix"}}
-                self.progress.history.append(record)
-                self.log(record)
-                score = final[self.primary_metric]
-                improved = score > self.progress.best_metric
-                if improved:
-                    self.progress.best_metric, self.progress.best_epoch = score, self.progress.epoch
-                self.say(f"epoch {self.progress.epoch}/{self.total_epochs}: {self.primary_metric} "
-                         f"{100 * score:.2f} (best {100 * self.progress.best_metric:.2f} at epoch {self.progress.best_epoch})")
-            with record_function(PHASES["checkpoint"]):
-                self.save(best=improved)
+        self.run_log = RunLog(self.run_dir, self.loggers, enabled=self.dist.is_main, start_step=self.progress.step)
+        try:
+            while self.progress.step < self.total_steps:
+                final = self._train_and_evaluate_epoch(final)
+        finally:
+            self.run_log.close()
+            self.run_log = None
+        return final
+
+    def _train_and_evaluate_epoch(self, final: dict) -> dict:
+        """One epoch, its evaluation when one is due, and its checkpoint; returns the latest evaluation."""
+        epoch = self.progress.epoch
+        with record_function(PHASES["epoch"]):
+            self.train_one_epoch(epoch)
+        self.progress.epoch += 1
+        done = self.progress.step >= self.total_steps
+        improved = False
+        if evaluates_after(self.progress.epoch, self.progress.epoch if done else self.total_epochs, self.eval_every):
+            with record_function(PHASES["evaluate"]):
+                final = self.evaluate(self.model)
+            record = {"epoch": self.progress.epoch, "step": self.progress.step,
+                      "val": {k: v for k, v in final.items() if k != "confusion_matrix"}}
+            self.progress.history.append(record)
+            self.log(record)
+            if self.preview is not None and self.run_log.wants_images:
+                self.run_log.images(self.progress.step, self.preview(self.model))
+            score = final[self.primary_metric]
+            improved = score > self.progress.best_metric
+            if improved:
+                self.progress.best_metric, self.progress.best_epoch = score, self.progress.epoch
+            self.say(f"epoch {self.progress.epoch}/{self.total_epochs}: {self.primary_metric} "
+                     f"{100 * score:.2f} (best {100 * self.progress.best_metric:.2f} at epoch {self.progress.best_epoch})")
+        with record_function(PHASES["checkpoint"]):
+            self.save(best=improved)
         return final
 
     def write_summary(self, final: dict, **extra) -> None:
