@@ -159,4 +159,4 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
                   "options": model.model_options,
                   "classes": train_loader.dataset.classes},
     )
-    return run_to_end(trainer, model=cfg.model.name)
+    return run_to_end(trainer, model=cfg.model.name, split=cfg.data.val_split, val_images=len(val_loader.dataset))

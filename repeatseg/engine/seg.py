@@ -315,4 +315,5 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
                   "task": "segmentation", "options": model.encoder_variant.option_dict,
                   "decoder_channels": decoder_metadata(cfg.model.decoder_channels)},
     )
-    return run_to_end(trainer, encoder=cfg.model.encoder, split=cfg.data.val_split)
+    return run_to_end(trainer, encoder=cfg.model.encoder, split=cfg.data.val_split,
+                      val_images=len(val_loader.dataset))
