@@ -44,6 +44,13 @@ class LoadReport:
     newly_initialised: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One line: the file and what did not match (for a training's start banner)."""
+        notes = [f"{label} {len(keys)} key(s)" for label, keys in (
+            ("newly initialised", self.newly_initialised), ("dropped", self.dropped), ("MISSING", self.missing),
+            ("UNEXPECTED", self.unexpected)) if keys]
+        return f"{self.path} (sha256 {self.sha256[:12]}{'; ' if notes else ''}{', '.join(notes)})"
+
     def __str__(self) -> str:
         lines = [f"loaded {self.path} (sha256 {self.sha256[:12]})"]
         if self.newly_initialised:

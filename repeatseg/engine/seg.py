@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from ..config import SegConfig
+from ..config import SegConfig, shows_bars
 from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, to_device, train_transform, voc_palette
 from ..data.digits import ensure_digits
 from ..data.synthetic import accept_for_config, make_synthetic_voc
@@ -50,12 +50,12 @@ def data_root(cfg: SegConfig, dist: DistInfo) -> Path:
         raise ValueError("data.root is not set: pass --data-root (the folder holding VOCdevkit)")
     if cfg.data.dataset == "digits":
         if dist.is_main:
-            ensure_digits(root.parent, progress=cfg.train.log_mode == "bar")
+            ensure_digits(root.parent, progress=shows_bars(cfg.train.log_mode))
         barrier()
     elif cfg.data.dataset == "synthetic":
         if dist.is_main:  # written once (repeatseg.data.generate); a set of other classes is refused
             classes = tuple(cfg.data.synthetic_classes)
-            make_synthetic_voc(root, classes=classes, progress=cfg.train.log_mode == "bar",
+            make_synthetic_voc(root, classes=classes, progress=shows_bars(cfg.train.log_mode),
                                accept=accept_for_config("classes", sorted(set(classes)), "VOC2012/ImageSets"))
         barrier()
     return root
@@ -303,7 +303,7 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
 
     def run_eval(bare_model):
         return evaluate(bare_model, val_loader, dist.device, cfg.model.classes, cfg.train.amp, channels_last,
-                        cfg.train.eval_flip, progress=dist.is_main and cfg.train.log_mode == "bar")
+                        cfg.train.eval_flip, progress=dist.is_main and shows_bars(cfg.train.log_mode))
 
     def preview(bare_model):
         return prediction_preview(bare_model, val_loader.dataset, dist.device, channels_last=channels_last)
@@ -311,6 +311,10 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
     trainer = build_trainer(
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
         primary_metric="miou", resume=resume, default_length=DEFAULT_LENGTH, preview=preview,
+        about=[f"data: {len(train_loader.dataset)} training images ({cfg.data.split}), {len(val_loader.dataset)} "
+               f"validation images ({cfg.data.val_split}), crop {cfg.data.crop_size}, batch {cfg.train.batch_size}",
+               "encoder weights: " + ("from the run's checkpoint" if resume else
+                                      report.summary() if report is not None else "none (random init)")],
         metadata={"encoder": cfg.model.encoder, "classes": cfg.model.classes, "in_channels": cfg.model.in_channels,
                   "task": "segmentation", "options": model.encoder_variant.option_dict,
                   "decoder_channels": decoder_metadata(cfg.model.decoder_channels)},

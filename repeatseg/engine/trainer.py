@@ -31,7 +31,7 @@ from torch import nn
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from ..config import fixed_values, load_config, save_config
+from ..config import effective_log_mode, fixed_values, load_config, save_config
 from ..files import marker_kind, non_finite_keys, weights_bytes, write_marker
 from ..layers import default_regularization_weight, regularization_loss, regularized_layers
 from ..outputs import enclosing_dataset
@@ -186,9 +186,10 @@ def uses_channels_last(train_cfg, dist: DistInfo) -> bool:
 
 def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_loader, *, prepare_batch: Callable,
                   loss_fn: Callable, evaluate: Callable, primary_metric: str, metadata: dict, default_length: dict,
-                  resume: bool = False, preview: Callable | None = None) -> "Trainer":
+                  resume: bool = False, preview: Callable | None = None, about: list[str] = ()) -> "Trainer":
     """Everything a task shares: device/DDP/compile, optimiser and schedule from the config,
-    the Trainer, and (when ``resume``) the state of the run's last checkpoint."""
+    the Trainer, and (when ``resume``) the state of the run's last checkpoint. ``about``: lines
+    the task adds to the start banner (its data, what the encoder weights loaded)."""
     model, train_model = prepare_model(model, cfg.train, dist)
     optimizer = build_optimizer(model, cfg.optim, cfg.train.batch_size)
     steps = total_steps(cfg.schedule, len(train_loader), default_length)
@@ -207,6 +208,14 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
             record_schedule_change(run_dir, cfg, trainer.schedule_change)
     elif dist.is_main:
         ckpt.discard_aborted(run_dir)
+    trainer.about = [*about, f"device {dist.device} x {dist.world_size} process(es), {torch.get_num_threads()} "
+                             f"thread(s), {cfg.data.workers} loader worker(s) per process, "
+                             f"{str(trainer.amp_dtype or torch.float32).removeprefix('torch.')}"]
+    warmup = cfg.schedule.warmup_iters
+    if warmup and steps < warmup and not trainer.finished_before_resume:
+        trainer.warn(f"the schedule ends after {steps} steps, before its {warmup} warmup steps do "
+                     f"(schedule.warmup_iters): the lr never reaches optim.lr {cfg.optim.lr:g}; give --iters above "
+                     f"{warmup}, or --set schedule.warmup_iters=N with N well below {steps}")
     return trainer
 
 
@@ -267,7 +276,8 @@ class Trainer:
         self.optimizer, self.scheduler = optimizer, scheduler
         self.train_loader, self.prepare_batch, self.loss_fn, self.evaluate = train_loader, prepare_batch, loss_fn, evaluate
         self.run_dir, self.dist = Path(run_dir), dist
-        self.total_steps, self.eval_every, self.log_every, self.log_mode = total_steps, eval_every, log_every, log_mode
+        self.total_steps, self.eval_every, self.log_every = total_steps, eval_every, log_every
+        self.log_mode = effective_log_mode(log_mode)  # bar: plain lines when stderr is not a terminal
         self.primary_metric, self.metadata = primary_metric, dict(metadata or {})
         self.amp_dtype = autocast_dtype(amp, dist.device)
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=self.amp_dtype == torch.float16)
@@ -282,6 +292,7 @@ class Trainer:
         self.regularized = regularized_layers(model)
         self.regularization_weight = (default_regularization_weight(model) if regularization_weight is None
                                       else regularization_weight)
+        self.about: list[str] = []  # the task's lines of the start banner (build_trainer)
         self.schedule_change: dict | None = None  # set by resume() when the length changed
         self.finished_before_resume = False  # set by resume(): the checkpoint is the end of this schedule
 
@@ -297,6 +308,28 @@ class Trainer:
     def say(self, text: str) -> None:
         if self.dist.is_main and self.log_mode != "quiet":
             tqdm.write(text, file=sys.stderr)
+
+    def warn(self, text: str) -> None:
+        """A warning, shown whatever the log mode (rank 0)."""
+        if self.dist.is_main:
+            tqdm.write(f"warning: {text}", file=sys.stderr)
+
+    def banner(self) -> str:
+        """What the run is about to do: schedule, evaluations, model size and the task's lines."""
+        from ..accounting import count_storage
+
+        storage = count_storage(self.model)
+        left = self.total_steps - self.progress.step
+        start = f", from step {self.progress.step} (epoch {self.progress.epoch})" if self.progress.step else ""
+        evaluated = evaluations(self.total_epochs, self.eval_every) - sum(
+            evaluates_after(epoch, self.total_epochs, self.eval_every) for epoch in range(1, self.progress.epoch + 1))
+        lines = [f"training {left} of {self.total_steps} steps{start}: {self.total_epochs} epochs of "
+                 f"{self.steps_per_epoch} steps, {evaluated} evaluation(s) to come (every {self.eval_every} epochs and "
+                 "after the last)",
+                 f"model: {storage['trainable_params']:,} trainable parameters; stored {storage['stored_floats']:,} "
+                 f"floats + {storage['mask_bits']:,} mask bits",
+                 *self.about]
+        return "\n  ".join(lines)
 
     def _checkpoint_note(self) -> str:
         """What a stopped run leaves: its last good checkpoint, or none if it stopped before the first."""
@@ -381,6 +414,8 @@ class Trainer:
         """Train to the end of the schedule; returns the final evaluation."""
         final: dict = self.progress.history[-1]["val"] if self.progress.history else {}
         self.run_log = RunLog(self.run_dir, self.loggers, enabled=self.dist.is_main, start_step=self.progress.step)
+        if self.dist.is_main and self.log_mode != "quiet":
+            self.say(self.banner())
         try:
             while self.progress.step < self.total_steps:
                 final = self._train_and_evaluate_epoch(final)

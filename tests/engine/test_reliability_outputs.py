@@ -38,7 +38,8 @@ DIGITS_ARGS = ["--train-scenes", "8", "--val-scenes", "4"]
 
 def train_args(data: Path, output: Path, *extra) -> list:
     return ["--encoder", ENCODER, "--data-root", data, "--output", output, "--crop-size", "32", "--batch-size", "4",
-            "--workers", "0", "--device", "cpu", "--log-mode", "quiet", "--set", "train.eval_batch_size=4", *extra]
+            "--workers", "0", "--device", "cpu", "--log-mode", "quiet", "--set", "train.eval_batch_size=4",
+            "--set", "schedule.warmup_iters=0", "--set", "train.eval_every=1", *extra]
 
 
 @pytest.fixture(scope="module")
