@@ -172,21 +172,54 @@ def classifier_from_checkpoint(tensors: dict[str, torch.Tensor], metadata: dict)
 
 
 def export_model_folder(source: str | Path, folder: str | Path, which: str = "best", force: bool = False) -> dict:
-    """A ``train_cls.py`` run's encoder (with its head, as timm keeps it) as a model folder: the
-    same metadata as ``repeatseg.weights.export_encoder`` writes, plus the measured top-1 with its
-    image count when the run's ``metrics.json`` has them. Returns the metadata."""
-    from .weights import classification_checkpoint, encoder_export_metadata, read_checkpoint
+    """A run's model as a model folder (``which`` checkpoint of a run folder, or the file given):
+    a ``train_cls.py`` run's encoder as its timm classifier (head included), with the metadata
+    ``repeatseg.weights.export_encoder`` records; a ``train_seg.py`` run's segmenter, with the
+    recipe of the encoder weights it started from. Both add the measured top-1 or mIoU with its
+    image count where the run's ``metrics.json`` has them. Returns the metadata."""
+    from .weights import read_checkpoint, run_checkpoint
 
-    path = classification_checkpoint(source, which)
+    path = run_checkpoint(source, which)
     tensors, metadata = read_checkpoint(path)
-    exported = encoder_export_metadata(path, metadata)
     check_owned_folder(folder, "model", force)  # before anything is built
-    model = classifier_from_checkpoint(tensors, metadata)
-    if exported.get("top1"):
-        summary_path = path.parent.parent / "metrics.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        exported.update(metric="top-1", metric_value=exported["top1"], metric_split=summary.get("split", "val"),
-                        metric_images=str(summary.get("val_images", "?")))
-    exported.pop(WRITTEN_BY, None)
+    summary_path = path.parent.parent / "metrics.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if metadata.get("task") == "segmentation":
+        model, exported = _segmenter_export(path, summary)
+    else:
+        model, exported = _classifier_export(path, tensors, metadata)
+    primary = "miou" if metadata.get("task") == "segmentation" else "top1"
+    value = summary.get(f"best_{primary}" if path.stem == "best" else primary)
+    if value is not None:
+        exported.update(metric={"miou": "mIoU", "top1": "top-1"}[primary], metric_value=f"{value:.6f}",
+                        metric_split=summary.get("split", "val"), metric_images=str(summary.get("val_images", "?")))
     save_pretrained(model, folder, metadata=exported, force=force)
     return exported
+
+
+def _classifier_export(path: Path, tensors: dict, metadata: dict) -> tuple[nn.Module, dict]:
+    from .weights import encoder_export_metadata
+
+    exported = encoder_export_metadata(path, metadata)
+    exported.pop(WRITTEN_BY, None)
+    return classifier_from_checkpoint(tensors, metadata), exported
+
+
+def _segmenter_export(path: Path, summary: dict) -> tuple[nn.Module, dict]:
+    """A segmentation checkpoint's segmenter and what its folder records: the encoder weights it
+    started from (their recipe and sha256, from the run's config.yaml provenance)."""
+    import yaml
+
+    from .files import sha256_of
+    from .recipe import RANDOM_INIT, UNRECORDED
+    from .segmenter import load_segmenter
+
+    model, _ = load_segmenter(path)
+    config_path = path.parent.parent / "config.yaml"
+    saved = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    started = (saved or {}).get("provenance", {}).get("encoder_weights")
+    exported = {"epochs": str(summary.get("epochs", "")), "source": str(path), "source_sha256": sha256_of(path),
+                "recipe": (started or {}).get("metadata", {}).get("recipe", UNRECORDED) if started else RANDOM_INIT}
+    if started:
+        exported["encoder_weights_sha256"] = started.get("sha256", "")
+    return model, exported

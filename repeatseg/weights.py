@@ -208,15 +208,15 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     """
     from .files import save_weights
 
-    path = classification_checkpoint(source, which)
+    path = run_checkpoint(source, which)
     tensors, metadata = read_checkpoint(path)
     exported = encoder_export_metadata(path, metadata)
     save_weights(output, {k: v for k, v in tensors.items() if not k.startswith(_DROPPED_BY_ENCODER)}, exported)
     return exported
 
 
-def classification_checkpoint(source: str | Path, which: str) -> Path:
-    """A run folder's ``which`` checkpoint (best or last), or the file given."""
+def run_checkpoint(source: str | Path, which: str) -> Path:
+    """A run folder's ``which`` checkpoint (best or last), or the file given (any task's)."""
     from .checkpoint_files import BEST, CHECKPOINT_DIR, WEIGHTS
 
     source = Path(source)

@@ -103,3 +103,29 @@ def test_export_encoder_writes_a_model_folder_with_its_card(cls_run, tmp_path, c
         assert torch.equal(loaded(images), original(images))
     code, _, err = cli(cls_run, "--output", tmp_path / "encoder.safetensors", tool="export_encoder")
     assert code == 0, err  # the one-file export the study hands on still works
+
+
+def test_a_trained_segmenter_exports_as_a_folder_smp_loads(tmp_path, cli):
+    from repeatseg.config import SegConfig, load_config
+    from repeatseg.data.synthetic import make_synthetic_voc
+    from repeatseg.engine.distributed import setup
+    from repeatseg.engine.seg import train_segmentation
+
+    data = tmp_path / "voc"
+    make_synthetic_voc(data, num_train=8, num_val=2, seed=0, min_size=64, max_size=64, classes=(1, 7))
+    run = tmp_path / "run"
+    cfg = load_config(SegConfig, sets=[f"data.root={data}", "data.dataset=voc", f"model.encoder={ENCODER.name}",
+                                       "data.crop_size=64", "data.workers=0", "train.batch_size=4", "train.device=cpu",
+                                       "train.log_mode=quiet", "schedule.iters=2", "schedule.warmup_iters=0",
+                                       f"output={run}"])
+    train_segmentation(cfg, run, setup("cpu"))
+    code, _, err = cli(run, "--output", tmp_path / "seg", tool="export_encoder")
+    assert code == 0, err
+    trained, _ = repeatseg.load_segmenter(run)
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(smp.from_pretrained(str(tmp_path / "seg")).eval()(images), trained.eval()(images))
+    summary = json.loads((run / "metrics.json").read_text())
+    card = (tmp_path / "seg" / "README.md").read_text()
+    assert f"mIoU | {100 * summary['best_miou']:.2f} % on 2 images (val)" in card
+    assert "none (random init)" in card

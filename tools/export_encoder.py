@@ -9,6 +9,7 @@ An --output ending in .safetensors (or an existing file) is one file (the head d
 is a model folder: config.json, model.safetensors (the classifier, head included) and a README.md
 model card, which timm.create_model("local-dir:FOLDER", pretrained=True) loads after import repeatseg,
 build_segmenter(..., encoder_weights=FOLDER) starts from, and huggingface_hub uploads as it is.
+A train_seg.py run gives its segmenter's folder, which smp.from_pretrained(FOLDER) loads after import repeatseg.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="train_cls.py run folder, or a checkpoint file in one")
+    parser.add_argument("source", help="train_cls.py run folder, or a checkpoint file in one (a train_seg.py run: "
+                                       "its segmenter, as a model folder)")
     parser.add_argument("--output", required=True,
                         help="a model folder, or a .safetensors file (name it <encoder>-<tag>.safetensors to load it "
                              "by tag)")
