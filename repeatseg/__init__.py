@@ -12,6 +12,7 @@ from .backbones import RepeatResNet, ResNetBackbone, Variant
 from .encoders import RepeatResNetEncoder, SkipAdapterEncoder
 from .export import fold, load_packed, pack
 from .layers import RepeatConv2d, SharingLayer, cached
+from .pretrained import save_pretrained
 from .registry import register, register_family
 from .segmenter import DECODER_CHANNELS, build_segmenter, load_segmenter
 from .variants import FAMILIES, VARIANTS, EncoderVariant, get_variant
@@ -22,7 +23,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "build_segmenter", "load_segmenter", "describe", "fold", "cached", "pack", "load_packed", "register", "register_family",
-    "load_encoder_weights", "get_variant",
+    "load_encoder_weights", "get_variant", "save_pretrained",
     "RepeatConv2d", "SharingLayer", "RepeatResNet", "ResNetBackbone", "RepeatResNetEncoder", "SkipAdapterEncoder",
     "Variant", "EncoderVariant", "ModelStats", "LoadReport", "FAMILIES", "VARIANTS", "DECODER_CHANNELS",
     "__version__",

@@ -3,3 +3,4 @@ files, and the loaders below the engine, the tools and the study find them by th
 
 CHECKPOINT_DIR = "checkpoints"  # <run>/checkpoints/
 WEIGHTS, BEST, STATE, MANIFEST = "last.safetensors", "best.safetensors", "last.state.pt", "manifest.json"
+TENSORBOARD_DIR = "tensorboard"  # <run>/tensorboard/: event files, when train.loggers asks for them

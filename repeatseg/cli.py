@@ -49,6 +49,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision (default auto: bf16 on CUDA, fp32 on CPU; bf16/fp16 on any device)")
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     parser.add_argument("--log-mode", choices=["bar", "plain", "quiet"], help="progress bar, log lines, or silence")
+    parser.add_argument("--logger", action="append", choices=["jsonl", "tensorboard"],
+                        help="where records go besides metrics.jsonl (always written), repeatable: tensorboard "
+                             "writes <output>/tensorboard/ (train.loggers)")
     parser.add_argument("--threads", type=int, help="intra-op threads, part of the recipe (default: $OMP_NUM_THREADS, "
                                                     "else the cores this process may use)")
 
@@ -67,6 +70,8 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[dict
         updates.append({"schedule": {"iters": args.iters, "epochs": None}})
     if args.compile:
         updates.append({"train": {"compile": True}})
+    if getattr(args, "logger", None):
+        updates.append({"train": {"loggers": list(dict.fromkeys(["jsonl", *args.logger]))}})
     return updates
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,20 @@ import yaml
 
 class ConfigError(ValueError):
     """A config value that cannot be used; the message names the key."""
+
+
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """DataLoader workers per process when a config gives none: up to 4, one core left for the
+    training process itself, never more than the cores this process may use (torch warns above
+    that): 1 on 2 cores, 0 (load in the main process) on 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(MAX_DEFAULT_WORKERS, cores - 1))
 
 
 @dataclass
@@ -47,7 +62,7 @@ class DataConfig:
     crop_size: int = 512
     scale_range: tuple[float, float] = (0.5, 2.0)
     hflip: bool = True
-    workers: int = 4
+    workers: int = field(default_factory=default_workers)  # per process
 
 
 @dataclass
@@ -78,8 +93,21 @@ class ScheduleConfig:
     milestones: list[int] = field(default_factory=lambda: [30, 60])  # multistep, in epochs
     decay_rate: float = 0.1  # multistep
     min_lr: float = 0.0
-    warmup_iters: int = 0
+    warmup_iters: int = 0  # segmentation: 500 (SegConfig)
     warmup_lr_init: float = 1e-5
+
+
+def shows_bars(log_mode: str) -> bool:
+    """Whether progress bars are drawn: ``train.log_mode`` ``bar`` with stderr on a terminal. A bar
+    redrawn with carriage returns is noise in a log file, so there ``bar`` means ``plain``."""
+    import sys
+
+    return log_mode == "bar" and sys.stderr.isatty()
+
+
+def effective_log_mode(log_mode: str) -> str:
+    """``log_mode``, with ``bar`` read as ``plain`` where no bar is drawn (``shows_bars``)."""
+    return "plain" if log_mode == "bar" and not shows_bars(log_mode) else log_mode
 
 
 @dataclass
@@ -91,15 +119,24 @@ class TrainConfig:
     compile: bool = False
     sync_bn: bool = True  # CUDA DDP only
     seed: int = 0
-    eval_every: int = 1  # epochs
+    eval_every: int = 1  # epochs; segmentation: 5 (SegConfig)
     eval_batch_size: int = 8  # per process, for images up to 512x512: larger ones go in smaller batches (or alone)
     eval_max_pixels: int = 4096 * 4096  # an evaluation image larger than this (height x width) is refused
     eval_flip: bool = False
     log_every: int = 20  # iterations between metrics.jsonl records
-    log_mode: Literal["bar", "plain", "quiet"] = "bar"
+    log_mode: Literal["bar", "plain", "quiet"] = "bar"  # bar: on a terminal; elsewhere (a log file) plain lines
+    # where records go besides metrics.jsonl (always written): tensorboard -> <run>/tensorboard/ (scalars and,
+    # at each evaluation, validation predictions beside their ground truth; repeatseg.engine.loggers)
+    loggers: list[Literal["jsonl", "tensorboard"]] = field(default_factory=lambda: ["jsonl"])
     # intra-op threads (part of the recipe: results reproduce at the same count); null: $OMP_NUM_THREADS,
     # else the cores this process may use / the study processes on this host (repeatseg.threads)
     threads: int | None = None
+
+
+# The segmentation recipe's schedule and evaluation (configs/seg/voc_unet.yaml) where a config says
+# nothing: train_seg.py without --config trains as the study does (its length aside: 20k iterations).
+SEG_WARMUP_ITERS = 500
+SEG_EVAL_EVERY = 5  # epochs
 
 
 @dataclass
@@ -107,8 +144,8 @@ class SegConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(warmup_iters=SEG_WARMUP_ITERS))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(eval_every=SEG_EVAL_EVERY))
     output: str | None = None
     provenance: dict = field(default_factory=dict)  # written by the run (weights path, sha256)
 
@@ -139,7 +176,7 @@ class ClsDataConfig:
     color_jitter: float = 0.0
     # torchvision RandomAffine before the crop (the authors' code: degrees 20, scale [0.8, 1.2], shear 20); {} = off
     affine: dict = field(default_factory=dict)
-    workers: int = 8
+    workers: int = field(default_factory=default_workers)  # per process
     rot_per_class: tuple[int, int] = (400, 100)  # rot_digits written at root: (train, test) digits of each class
     rot_seed: int = 0  # rot_digits written at root: the split and the angles
 
@@ -224,7 +261,7 @@ FRACTIONS = {"data.hflip", "data.crop_pct", "model.drop_rate", "train.label_smoo
 RANGES = {"data.scale_range", "data.scale"}
 # Lists whose items must differ: a repeated class name merges two classes' IoU; a repeated encoder
 # or seed counts one training twice.
-UNIQUE = {"data.classes", "encoders", "seeds", "schedule.milestones"}
+UNIQUE = {"data.classes", "encoders", "seeds", "schedule.milestones", "train.loggers"}
 NOT_EMPTY = {"encoders", "seeds", "data.classes"}
 # Fields that become part of a file or folder name (runs/<encoder>, cells/<encoder>/seed<k>,
 # weights/<encoder>-<tag>-seed<k>, ImageSets/Segmentation/<split>.txt, ROOT/<split>/): plain names only.
@@ -357,7 +394,7 @@ def to_dict(config: Any) -> dict:
 # size limit (it refuses, it never changes a result). Everything else decides what is trained, and
 # a resume refuses to change it: the split, batch, seed, crop, model, optimiser, schedule shape, ...
 FREE_ON_RESUME = {"schedule.epochs", "schedule.iters", "data.root", "model.weights_dir", "data.workers",
-                  "train.device", "train.compile", "train.channels_last", "train.log_mode", "train.log_every",
+                  "train.device", "train.compile", "train.channels_last", "train.log_mode", "train.log_every", "train.loggers",
                   "train.eval_max_pixels", "output", "provenance"}
 
 

@@ -204,8 +204,8 @@ def remove_stale_temporaries(path: str | Path, stale_after: float = 600.0) -> li
 
 # ------------------------------------------------------------------------------- markers
 
-MARKER = ".repeatseg.json"  # in a folder a repeatseg tool made: what it is (run, study, data, predictions, eval)
-MARKER_KINDS = ("run", "study", "data", "predictions", "eval")
+MARKER = ".repeatseg.json"  # in a folder a repeatseg tool made: what it is (run, study, data, predictions, eval, model)
+MARKER_KINDS = ("run", "study", "data", "predictions", "eval", "model")
 WRITTEN_BY = "written_by"  # metadata key of every weights file a repeatseg export wrote
 
 

@@ -10,7 +10,8 @@ The rules every tool follows (docs/reliability.md):
 - Nothing is written directly into a run folder or its ``checkpoints/`` (a subfolder the user
   names, ``RUN/eval``, is a folder of its own).
 - A folder belongs to a tool only if it carries that tool's marker (``repeatseg.files.MARKER``):
-  ``run`` (training), ``study``, ``data``, ``eval`` and ``predictions``. Runs and studies
+  ``run`` (training), ``study``, ``data``, ``eval``, ``predictions`` and ``model`` (a model
+  folder, ``repeatseg.pretrained``). Runs and studies
   written before markers existed are recognised by their checkpoint manifest or ``study.yaml``.
 - A folder a tool fills (``eval_seg.py --output`` and ``--save-predictions``) must be new or
   empty; one it filled before is refilled only with ``--force``, and then only if it holds

@@ -22,9 +22,9 @@ from .threads import default_threads
 #: - ``model.num_classes``: filled in from the training split's class folders when the config
 #:   leaves it unset, so it is not known before the run (the data set is ``data.dataset``);
 #: - machine-local paths and resources: ``data.root``, ``data.workers``, ``train.device``;
-#: - what a run shows, not what it trains: ``train.log_mode``, ``train.log_every``.
+#: - what a run shows, not what it trains: ``train.log_mode``, ``train.log_every``, ``train.loggers``.
 IGNORED = ("model.name", "model.num_classes", "train.seed", "output", "provenance", "data.root", "data.workers",
-           "train.device", "train.log_mode", "train.log_every")
+           "train.device", "train.log_mode", "train.log_every", "train.loggers")
 
 UNRECORDED = "unrecorded"  # weights whose file records no recipe (converted torchvision weights, older exports)
 RANDOM_INIT = "none (random init)"  # an encoder that starts without pretrained weights

@@ -11,7 +11,7 @@ import segmentation_models_pytorch as smp
 from .checkpoint_files import BEST, CHECKPOINT_DIR, WEIGHTS
 from .registry import register
 from .variants import get_variant
-from .weights import load_encoder_weights, read_metadata, resolve_weights
+from .weights import MODEL_FOLDER_WEIGHTS, load_encoder_weights, read_metadata, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,11 @@ def options_named(variant):
 
 
 def find_checkpoint(source: str | Path) -> Path:
-    """A weights file as given, or a run folder's ``checkpoints/best`` (else ``last``) file."""
+    """A weights file as given, a model folder's ``model.safetensors`` (``repeatseg.save_pretrained``),
+    or a run folder's ``checkpoints/best`` (else ``last``) file."""
     source = Path(source)
+    if source.is_dir() and (source / MODEL_FOLDER_WEIGHTS).is_file():
+        return source / MODEL_FOLDER_WEIGHTS
     if source.is_dir():
         for name in (BEST, WEIGHTS):
             if (source / CHECKPOINT_DIR / name).is_file():

@@ -44,6 +44,13 @@ class LoadReport:
     newly_initialised: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """One line: the file and what did not match (for a training's start banner)."""
+        notes = [f"{label} {len(keys)} key(s)" for label, keys in (
+            ("newly initialised", self.newly_initialised), ("dropped", self.dropped), ("MISSING", self.missing),
+            ("UNEXPECTED", self.unexpected)) if keys]
+        return f"{self.path} (sha256 {self.sha256[:12]}{'; ' if notes else ''}{', '.join(notes)})"
+
     def __str__(self) -> str:
         lines = [f"loaded {self.path} (sha256 {self.sha256[:12]})"]
         if self.newly_initialised:
@@ -112,11 +119,20 @@ def to_encoder_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return state_dict
 
 
+MODEL_FOLDER_WEIGHTS = "model.safetensors"  # a model folder's (repeatseg.pretrained, timm, smp, the HF hub)
+
+
 def resolve_weights(weights: str | Path, encoder_name: str, weights_dir: str | Path | None = None) -> Path:
-    """A path as given, or a tag looked up in the weights directory; a clear error otherwise."""
+    """A path as given (a model folder: its ``model.safetensors``), or a tag looked up in the
+    weights directory; a clear error otherwise."""
     candidate = Path(weights).expanduser()
     if candidate.is_file():
         return candidate
+    if candidate.is_dir():
+        if (candidate / MODEL_FOLDER_WEIGHTS).is_file():
+            return candidate / MODEL_FOLDER_WEIGHTS
+        raise FileNotFoundError(f"encoder weights folder {candidate} holds no {MODEL_FOLDER_WEIGHTS} (a model folder "
+                                "written by repeatseg.save_pretrained or tools/export_encoder.py)")
     looks_like_path = candidate.suffix in WEIGHT_SUFFIXES or os.sep in str(weights)
     if looks_like_path:
         raise FileNotFoundError(f"encoder weights file not found: {candidate}")
@@ -188,26 +204,40 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
 
     ``source`` is a ``train_cls.py`` run folder (its ``which`` checkpoint: best or last) or a
     checkpoint file inside one. ``build_segmenter`` refuses the file for any other encoder.
-
-    ``recipe`` is a short sha256 of the run folder's ``config.yaml`` (as train_cls wrote it) without
-    model.name, model.num_classes, train.seed, output, provenance, data.root, data.workers,
-    train.device, train.log_mode and train.log_every (``repeatseg.recipe.IGNORED`` says why);
-    ``recipe_config`` is that mapping as JSON. Without a config.yaml the recipe is "unrecorded".
+    ``repeatseg.pretrained.export_model_folder`` writes the same as a timm/Hugging Face model folder.
     """
-    import json
-
-    from .config import ClsConfig, load_config
     from .files import save_weights
-    from .recipe import UNRECORDED, recipe_of
-    from .variants import get_variant
 
-    source = Path(source)
+    path = run_checkpoint(source, which)
+    tensors, metadata = read_checkpoint(path)
+    exported = encoder_export_metadata(path, metadata)
+    save_weights(output, {k: v for k, v in tensors.items() if not k.startswith(_DROPPED_BY_ENCODER)}, exported)
+    return exported
+
+
+def run_checkpoint(source: str | Path, which: str) -> Path:
+    """A run folder's ``which`` checkpoint (best or last), or the file given (any task's)."""
     from .checkpoint_files import BEST, CHECKPOINT_DIR, WEIGHTS
 
+    source = Path(source)
     path = source / CHECKPOINT_DIR / {"best": BEST, "last": WEIGHTS}[which] if source.is_dir() else source
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    tensors, metadata = read_checkpoint(path)
+    return path
+
+
+def encoder_export_metadata(path: Path, metadata: dict) -> dict:
+    """What an exported encoder records about the ``train_cls.py`` checkpoint at ``path``.
+
+    ``recipe`` is a short sha256 of the run folder's ``config.yaml`` (as train_cls wrote it) without
+    the fields ``repeatseg.recipe.IGNORED`` lists (and says why); ``recipe_config`` is that mapping
+    as JSON. Without a config.yaml the recipe is "unrecorded"."""
+    import json
+
+    from .config import ClsConfig, load_config
+    from .recipe import UNRECORDED, recipe_of
+    from .variants import get_variant
+
     if metadata.get("task") != "classification" or "model" not in metadata:
         raise ValueError(f"{path} is not a train_cls.py checkpoint (its metadata has no classification model)")
     variant = get_variant(metadata["model"])
@@ -217,11 +247,8 @@ def export_encoder(source: str | Path, output: str | Path, which: str = "best") 
     options = variant.recipe_options(json.loads(metadata.get("options") or "{}"))  # older files: a whole recipe's
     config = run_dir / "config.yaml"
     recipe = recipe_of(load_config(ClsConfig, [config])).metadata() if config.is_file() else {"recipe": UNRECORDED}
-    exported = {
+    return {
         **variant.with_options(**options).metadata(),
         "epochs": metadata.get("epoch", ""), "top1": "" if top1 is None else f"{top1:.6f}",
         "source": str(path), "source_sha256": sha256_of(path), **recipe, WRITTEN_BY: "repeatseg export_encoder",
     }
-    save_weights(output, {k: v for k, v in tensors.items() if not k.startswith(_DROPPED_BY_ENCODER)}, exported)
-    return exported
-

@@ -21,3 +21,21 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def cls_run(tmp_path_factory):
+    """A finished one-epoch classification run (repeat_resnet18_f2_b4) on a tiny synthetic ImageFolder
+    set, for export_encoder."""
+    from repeatseg.data.synthetic import make_synthetic_imagenet
+    from tests.tool_loader import load_tool
+
+    data = make_synthetic_imagenet(tmp_path_factory.mktemp("cls") / "data", num_classes=2, per_class=4,
+                                   val_per_class=2, size=32)
+    run = data.parent / "run"
+    tool = load_tool("train_cls")
+    args = ["--model", "repeat_resnet18_f2_b4", "--data-root", str(data), "--output", str(run), "--epochs", "1",
+            "--batch-size", "4", "--image-size", "32", "--workers", "0", "--device", "cpu", "--log-mode", "quiet",
+            "--set", "train.eval_batch_size=4"]
+    assert tool.main(tool.get_args_parser().parse_args(args)) == 0
+    return run

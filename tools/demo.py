@@ -22,7 +22,7 @@ from PIL import Image, PngImagePlugin
 
 import repeatseg  # noqa: F401  (registers the encoders)
 from repeatseg.config import ConfigError, PretrainStudyConfig, SegConfig, StudyConfig, load_config
-from repeatseg.data import DataError, VOCSegmentation
+from repeatseg.data import DataError, VOCSegmentation, voc_palette
 from repeatseg.engine import distributed
 from repeatseg.engine.seg import segmentation_root
 from repeatseg.files import atomic_write_bytes
@@ -69,13 +69,48 @@ def check_figure(figure: Path, demo_folder: Path) -> None:
             raise ValueError(f"--figure {figure} exists and is not a picture the demo wrote: choose another path")
 
 
-def mark_figure(figure: Path) -> None:
+def legend_strip(names: list[str], width: int, swatch: int = 14, pad: int = 6) -> Image.Image:
+    """A white strip ``width`` pixels wide naming each class beside its colour (the VOC palette the
+    ground truth and predictions are drawn in; void is white), wrapped onto as many rows as needed."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=swatch - 2)
+    palette = voc_palette()
+    entries = [(tuple(int(c) for c in palette[index]), name) for index, name in enumerate(names)]
+    entries.append(((255, 255, 255), "void (ignored)"))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    sizes = [swatch + 4 + int(measure.textlength(name, font=font)) + 2 * pad for _, name in entries]
+    rows, row, used = [], [], pad
+    for entry, size in zip(entries, sizes):
+        if row and used + size > width:
+            rows.append(row)
+            row, used = [], pad
+        row.append((entry, size))
+        used += size
+    rows.append(row)
+    strip = Image.new("RGB", (width, pad + len(rows) * (swatch + pad)), "white")
+    draw = ImageDraw.Draw(strip)
+    for number, row in enumerate(rows):
+        top, left = pad + number * (swatch + pad), pad
+        for (colour, name), size in row:
+            draw.rectangle([left, top, left + swatch, top + swatch], fill=colour, outline=(120, 120, 120))
+            draw.text((left + swatch + 4, top), name, fill="black", font=font)
+            left += size
+    return strip
+
+
+def finish_figure(figure: Path, class_names: list[str]) -> None:
+    """Add the colour legend below the picture and mark it as the demo's (``check_figure``)."""
     with Image.open(figure) as image:
-        image.load()
-        info = PngImagePlugin.PngInfo()
-        info.add_text(*FIGURE_MARK)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", pnginfo=info)
+        picture = image.convert("RGB")
+    legend = legend_strip(class_names, picture.width)
+    combined = Image.new("RGB", (picture.width, picture.height + legend.height), "white")
+    combined.paste(picture, (0, 0))
+    combined.paste(legend, (0, picture.height))
+    info = PngImagePlugin.PngInfo()
+    info.add_text(*FIGURE_MARK)
+    buffer = io.BytesIO()
+    combined.save(buffer, format="PNG", pnginfo=info)
     atomic_write_bytes(figure, buffer.getvalue())
 
 
@@ -99,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
         figure.parent.mkdir(parents=True, exist_ok=True)
         model, _ = load_segmenter(cell.run_dir)
         prediction_panel(dataset, list(range(min(args.samples, len(dataset)))), [(args.encoder, model)], figure)
-        mark_figure(figure)
+        finish_figure(figure, list(dataset.class_names))
     except (ConfigError, DataError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -112,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     print(f"{args.encoder}: pretrained top-1 {100 * top1:.2f}% on held-out digits; "
           f"fine-tuned mIoU {100 * metrics['miou']:.2f}% on {len(dataset)} validation scenes")
-    print(f"picture (image / ground truth / prediction): {figure}\nrun folder: {cell.run_dir}")
+    print(f"picture (image / ground truth / prediction, colour legend below): {figure}\nrun folder: {cell.run_dir}")
     return 0
 
 

@@ -21,7 +21,7 @@ import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130
 
 import repeatseg
 from repeatseg.cli import fail
-from repeatseg.config import ConfigError, SegConfig, load_config
+from repeatseg.config import ConfigError, SegConfig, load_config, shows_bars
 from repeatseg.data import DataError
 from repeatseg.engine import checkpoint as ckpt
 from repeatseg.engine import distributed
@@ -83,8 +83,13 @@ def main(args: argparse.Namespace) -> int:
                   if args.save_predictions else None)
         if args.output and dist.is_main:
             fill_owned_folder(args.output, "eval", ["metrics.json"], checkpoint=str(weights))
-        metrics = evaluate(model, loader, dist.device, classes, args.amp or cfg.train.amp,
-                           channels_last=False, flip=args.flip, on_prediction=writer, progress=dist.is_main)
+        if dist.is_main:
+            trained = f", epoch {metadata['epoch']}" if metadata.get("epoch") else ""
+            print(f"evaluating {weights} ({encoder}{trained}) on split {loader.dataset.split!r} of "
+                  f"{loader.dataset.voc_root}: {len(loader.dataset)} images{', with flip' if args.flip else ''}",
+                  file=sys.stderr, flush=True)
+        metrics = evaluate(model, loader, dist.device, classes, args.amp or cfg.train.amp, channels_last=False,
+                           flip=args.flip, on_prediction=writer, progress=dist.is_main and shows_bars("bar"))
         if dist.is_main:
             summary = dict(metrics, encoder=encoder, checkpoint=str(weights), split=loader.dataset.split,
                            images=len(loader.dataset), flip=args.flip)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint_files import BEST, CHECKPOINT_DIR, MANIFEST, STATE, WEIGHTS  # noqa: F401  (re-exported)
+from ..checkpoint_files import BEST, CHECKPOINT_DIR, MANIFEST, STATE, TENSORBOARD_DIR, WEIGHTS  # noqa: F401  (re-exported)
 from ..files import (  # noqa: F401  (re-exported: the engine's one import for file I/O)
     MARKER,
     OWNER_FILE,
@@ -42,7 +42,7 @@ from ..files import (  # noqa: F401  (re-exported: the engine's one import for f
 PENDING = ".pending"
 FORMAT = "repeatseg-checkpoint-v1"
 # What a run folder may hold; a fresh run refuses a folder holding anything else.
-RUN_FILES = {"config.yaml", "metrics.jsonl", "metrics.json", CHECKPOINT_DIR, OWNER_FILE, MARKER}
+RUN_FILES = {"config.yaml", "metrics.jsonl", "metrics.json", CHECKPOINT_DIR, TENSORBOARD_DIR, OWNER_FILE, MARKER}
 
 
 class CheckpointError(ValueError):
@@ -216,10 +216,11 @@ def recover(run_dir: str | Path) -> None:
 
 def discard_aborted(run_dir: str | Path) -> None:
     """Before a fresh start: drop what an attempt that never reached a checkpoint left behind
-    (its log, a first checkpoint not yet moved into place, temporaries)."""
+    (its log and event files, a first checkpoint not yet moved into place, temporaries)."""
     run_dir = Path(run_dir)
     shutil.rmtree(run_dir / CHECKPOINT_DIR / PENDING, ignore_errors=True)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)  # its curves, like its log
     remove_temporaries(run_dir)
 
 

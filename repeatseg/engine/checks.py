@@ -52,6 +52,7 @@ def training_check(name: str, workdir: Path, dist: DistInfo, encoder: str, *, am
     sets = [f"data.root={check_data(workdir / 'data')}", "data.dataset=voc", f"model.encoder={encoder}",
             f"data.crop_size={crop}", "data.workers=0", "train.batch_size=8", f"train.device={dist.device}",
             "train.log_mode=quiet", "train.eval_batch_size=4", "optim.lr=0.05", f"schedule.iters={iters}",
+            "schedule.warmup_iters=0",
             "train.log_every=2", "train.eval_every=1000", f"train.amp={amp}", f"train.channels_last={str(channels_last).lower()}",
             f"train.compile={str(compile).lower()}", f"output={run_dir}", "train.seed=0"]
     try:

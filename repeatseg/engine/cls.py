@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
 from ..classifiers import build_classifier_model, is_classifier
-from ..config import ClsConfig
+from ..config import ClsConfig, shows_bars
 from ..data import to_device
 from ..data.digits import ensure_digits
 from ..data.imagenet import ImageFolderClassification, classification_transforms
@@ -62,16 +62,16 @@ def data_root(cfg: ClsConfig, dist: DistInfo) -> Path:
     root = Path(cfg.data.root)
     if cfg.data.dataset == "digits":  # root holds cls/ and seg/ (tools/make_digits.py)
         if dist.is_main:
-            ensure_digits(root, progress=cfg.train.log_mode == "bar")
+            ensure_digits(root, progress=shows_bars(cfg.train.log_mode))
         barrier()
         return root / "cls"
     if cfg.data.dataset == "rot_digits":
         if dist.is_main:
-            make_rot_digits(root, cfg.data.rot_seed, *cfg.data.rot_per_class, progress=cfg.train.log_mode == "bar")
+            make_rot_digits(root, cfg.data.rot_seed, *cfg.data.rot_per_class, progress=shows_bars(cfg.train.log_mode))
         barrier()
     if cfg.data.dataset == "synthetic":
         if dist.is_main:  # written once (repeatseg.data.generate); a set of another class count is refused
-            make_synthetic_imagenet(root, num_classes=cfg.model.num_classes or 10, progress=cfg.train.log_mode == "bar",
+            make_synthetic_imagenet(root, num_classes=cfg.model.num_classes or 10, progress=shows_bars(cfg.train.log_mode),
                                     accept=accept_for_config("num_classes", cfg.model.num_classes, "train"))
         barrier()
     return root
@@ -150,13 +150,16 @@ def train_classification(cfg: ClsConfig, run_dir: str | Path, dist: DistInfo, re
 
     def run_eval(bare_model):
         return evaluate(bare_model, val_loader, dist.device, cfg.model.num_classes, channels_last,
-                        progress=dist.is_main and cfg.train.log_mode == "bar")
+                        progress=dist.is_main and shows_bars(cfg.train.log_mode))
 
     trainer = build_trainer(
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
         primary_metric="top1", resume=resume, default_length=DEFAULT_LENGTH,
+        about=[f"data: {len(train_loader.dataset)} training images ({cfg.data.train_split}), "
+               f"{len(val_loader.dataset)} validation images ({cfg.data.val_split}), batch {cfg.train.batch_size}",
+               "weights: " + ("from the run's checkpoint" if resume else "random init")],
         metadata={"model": cfg.model.name, "num_classes": cfg.model.num_classes, "task": "classification",
                   "options": model.model_options,
                   "classes": train_loader.dataset.classes},
     )
-    return run_to_end(trainer, model=cfg.model.name)
+    return run_to_end(trainer, model=cfg.model.name, split=cfg.data.val_split, val_images=len(val_loader.dataset))

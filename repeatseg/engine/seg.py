@@ -12,8 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from ..config import SegConfig
-from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, to_device, train_transform
+from ..config import SegConfig, shows_bars
+from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, to_device, train_transform, voc_palette
 from ..data.digits import ensure_digits
 from ..data.synthetic import accept_for_config, make_synthetic_voc
 from ..data.voc import mask_png
@@ -50,12 +50,12 @@ def data_root(cfg: SegConfig, dist: DistInfo) -> Path:
         raise ValueError("data.root is not set: pass --data-root (the folder holding VOCdevkit)")
     if cfg.data.dataset == "digits":
         if dist.is_main:
-            ensure_digits(root.parent, progress=cfg.train.log_mode == "bar")
+            ensure_digits(root.parent, progress=shows_bars(cfg.train.log_mode))
         barrier()
     elif cfg.data.dataset == "synthetic":
         if dist.is_main:  # written once (repeatseg.data.generate); a set of other classes is refused
             classes = tuple(cfg.data.synthetic_classes)
-            make_synthetic_voc(root, classes=classes, progress=cfg.train.log_mode == "bar",
+            make_synthetic_voc(root, classes=classes, progress=shows_bars(cfg.train.log_mode),
                                accept=accept_for_config("classes", sorted(set(classes)), "VOC2012/ImageSets"))
         barrier()
     return root
@@ -192,6 +192,35 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, num_cla
     return metrics.compute()
 
 
+PREVIEW_IMAGES = 4  # validation images TensorBoard shows at each evaluation
+
+
+@torch.no_grad()
+def prediction_preview(model: nn.Module, dataset: VOCSegmentation, device: torch.device, count: int = PREVIEW_IMAGES,
+                       channels_last: bool = False) -> dict[str, np.ndarray]:
+    """``{"val/predictions": grid}``: the first ``count`` validation images, one row each, as
+    (image | ground truth | prediction) with classes in the VOC palette (void in its cream);
+    the grid is uint8 (H, W, 3), rows padded to the widest image. For TensorBoard (train.loggers)."""
+    was_training = model.training
+    model.eval()
+    palette = voc_palette()
+    rows = []
+    for index in range(min(count, len(dataset))):
+        image, mask = dataset.load(index)
+        batch = collate_padded([(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                                 torch.from_numpy(mask), index)])
+        with cached(model):
+            logits = model(to_device(batch[0], device, channels_last))
+        height, width = mask.shape
+        prediction = logits.argmax(1)[0, :height, :width].cpu().numpy().astype(np.uint8)
+        rgb = image if image.ndim == 3 and image.shape[2] == 3 else np.repeat(image[..., :1], 3, axis=2)
+        rows.append(np.concatenate([rgb, palette[mask], palette[prediction]], axis=1))
+    model.train(was_training)
+    width = max(row.shape[1] for row in rows)
+    grid = np.concatenate([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows], axis=0)
+    return {"val/predictions": grid}
+
+
 def check_mask_classes(masks: torch.Tensor, indices: torch.Tensor, dataset: VOCSegmentation, num_classes: int) -> None:
     """Refuse masks holding classes the model does not predict (a DataError naming the file),
     instead of an index error in the loss or a reshape error in the metrics."""
@@ -274,13 +303,21 @@ def train_segmentation(cfg: SegConfig, run_dir: str | Path, dist: DistInfo, resu
 
     def run_eval(bare_model):
         return evaluate(bare_model, val_loader, dist.device, cfg.model.classes, cfg.train.amp, channels_last,
-                        cfg.train.eval_flip, progress=dist.is_main and cfg.train.log_mode == "bar")
+                        cfg.train.eval_flip, progress=dist.is_main and shows_bars(cfg.train.log_mode))
+
+    def preview(bare_model):
+        return prediction_preview(bare_model, val_loader.dataset, dist.device, channels_last=channels_last)
 
     trainer = build_trainer(
         model, cfg, dist, run_dir, train_loader, prepare_batch=prepare_batch, loss_fn=loss_fn, evaluate=run_eval,
-        primary_metric="miou", resume=resume, default_length=DEFAULT_LENGTH,
+        primary_metric="miou", resume=resume, default_length=DEFAULT_LENGTH, preview=preview,
+        about=[f"data: {len(train_loader.dataset)} training images ({cfg.data.split}), {len(val_loader.dataset)} "
+               f"validation images ({cfg.data.val_split}), crop {cfg.data.crop_size}, batch {cfg.train.batch_size}",
+               "encoder weights: " + ("from the run's checkpoint" if resume else
+                                      report.summary() if report is not None else "none (random init)")],
         metadata={"encoder": cfg.model.encoder, "classes": cfg.model.classes, "in_channels": cfg.model.in_channels,
                   "task": "segmentation", "options": model.encoder_variant.option_dict,
                   "decoder_channels": decoder_metadata(cfg.model.decoder_channels)},
     )
-    return run_to_end(trainer, encoder=cfg.model.encoder, split=cfg.data.val_split)
+    return run_to_end(trainer, encoder=cfg.model.encoder, split=cfg.data.val_split,
+                      val_images=len(val_loader.dataset))

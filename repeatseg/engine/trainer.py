@@ -31,12 +31,13 @@ from torch import nn
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from ..config import fixed_values, load_config, save_config
+from ..config import effective_log_mode, fixed_values, load_config, save_config
 from ..files import marker_kind, non_finite_keys, weights_bytes, write_marker
 from ..layers import default_regularization_weight, regularization_loss, regularized_layers, sharing_diagnostics
 from ..outputs import enclosing_dataset
 from . import checkpoint as ckpt
 from .distributed import DistInfo, barrier, broadcast_flag, mean_over_ranks
+from .loggers import RunLog, check_loggers
 from .optim import build_optimizer, build_scheduler
 
 # Labels of the loop's phases in a torch.profiler trace (tools/time_units.py --profile adds them up):
@@ -185,9 +186,10 @@ def uses_channels_last(train_cfg, dist: DistInfo) -> bool:
 
 def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_loader, *, prepare_batch: Callable,
                   loss_fn: Callable, evaluate: Callable, primary_metric: str, metadata: dict, default_length: dict,
-                  resume: bool = False) -> "Trainer":
+                  resume: bool = False, preview: Callable | None = None, about: list[str] = ()) -> "Trainer":
     """Everything a task shares: device/DDP/compile, optimiser and schedule from the config,
-    the Trainer, and (when ``resume``) the state of the run's last checkpoint."""
+    the Trainer, and (when ``resume``) the state of the run's last checkpoint. ``about``: lines
+    the task adds to the start banner (its data, what the encoder weights loaded)."""
     model, train_model = prepare_model(model, cfg.train, dist)
     optimizer = build_optimizer(model, cfg.optim, cfg.train.batch_size)
     steps = total_steps(cfg.schedule, len(train_loader), default_length)
@@ -198,6 +200,7 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
         total_steps=steps, amp=cfg.train.amp, eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
         log_mode=cfg.train.log_mode, primary_metric=primary_metric, metadata=metadata,
         regularization_weight=cfg.optim.regularization_weight, clip_grad_norm=cfg.optim.clip_grad_norm,
+        loggers=cfg.train.loggers, preview=preview,
     )
     if resume:
         trainer.resume()
@@ -205,6 +208,14 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
             record_schedule_change(run_dir, cfg, trainer.schedule_change)
     elif dist.is_main:
         ckpt.discard_aborted(run_dir)
+    trainer.about = [*about, f"device {dist.device} x {dist.world_size} process(es), {torch.get_num_threads()} "
+                             f"thread(s), {cfg.data.workers} loader worker(s) per process, "
+                             f"{str(trainer.amp_dtype or torch.float32).removeprefix('torch.')}"]
+    warmup = cfg.schedule.warmup_iters
+    if warmup and steps < warmup and not trainer.finished_before_resume:
+        trainer.warn(f"the schedule ends after {steps} steps, before its {warmup} warmup steps do "
+                     f"(schedule.warmup_iters): the lr never reaches optim.lr {cfg.optim.lr:g}; give --iters above "
+                     f"{warmup}, or --set schedule.warmup_iters=N with N well below {steps}")
     return trainer
 
 
@@ -248,6 +259,9 @@ class Trainer:
         regularization_weight: weight of the model's regularisation term in the loss (None: what
             its layers ask for; 0 or a model without a term: none).
         clip_grad_norm: clip the global gradient norm to this before each step (None: no clipping).
+        loggers: where records go besides ``metrics.jsonl`` (``repeatseg.engine.loggers``).
+        preview: model -> {tag: uint8 (H, W, 3) image}, called after each evaluation when a logger
+            shows images (validation predictions beside their ground truth).
     """
 
     def __init__(
@@ -256,16 +270,21 @@ class Trainer:
         run_dir: str | Path, dist: DistInfo, total_steps: int, amp: str = "none", eval_every: int = 1,
         log_every: int = 20, log_mode: str = "bar", primary_metric: str = "miou", metadata: dict | None = None,
         regularization_weight: float | None = None, clip_grad_norm: float | None = None,
+        loggers: list[str] | tuple[str, ...] = ("jsonl",), preview: Callable | None = None,
     ):
         self.model, self.train_model = model, train_model
         self.optimizer, self.scheduler = optimizer, scheduler
         self.train_loader, self.prepare_batch, self.loss_fn, self.evaluate = train_loader, prepare_batch, loss_fn, evaluate
         self.run_dir, self.dist = Path(run_dir), dist
-        self.total_steps, self.eval_every, self.log_every, self.log_mode = total_steps, eval_every, log_every, log_mode
+        self.total_steps, self.eval_every, self.log_every = total_steps, eval_every, log_every
+        self.log_mode = effective_log_mode(log_mode)  # bar: plain lines when stderr is not a terminal
         self.primary_metric, self.metadata = primary_metric, dict(metadata or {})
         self.amp_dtype = autocast_dtype(amp, dist.device)
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=self.amp_dtype == torch.float16)
         self.clip_grad_norm = clip_grad_norm
+        check_loggers(loggers)
+        self.loggers, self.preview = tuple(loggers), preview
+        self.run_log: RunLog | None = None  # opened by fit(), once the step it continues from is known
         self.progress = Progress()
         self.steps_per_epoch = len(train_loader)
         self.total_epochs = math.ceil(total_steps / self.steps_per_epoch)
@@ -273,6 +292,7 @@ class Trainer:
         self.regularized = regularized_layers(model)
         self.regularization_weight = (default_regularization_weight(model) if regularization_weight is None
                                       else regularization_weight)
+        self.about: list[str] = []  # the task's lines of the start banner (build_trainer)
         self.schedule_change: dict | None = None  # set by resume() when the length changed
         self.finished_before_resume = False  # set by resume(): the checkpoint is the end of this schedule
 
@@ -282,18 +302,34 @@ class Trainer:
         return self.run_dir / ckpt.CHECKPOINT_DIR
 
     def log(self, record: dict) -> None:
-        if not self.dist.is_main:
-            return
-        path = self.run_dir / "metrics.jsonl"
-        try:
-            with open(path, "a") as out:
-                out.write(json.dumps(record) + "\n")
-        except OSError as error:  # e.g. disk full: name the file
-            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
+        if self.run_log is not None:
+            self.run_log.write(record)
 
     def say(self, text: str) -> None:
         if self.dist.is_main and self.log_mode != "quiet":
             tqdm.write(text, file=sys.stderr)
+
+    def warn(self, text: str) -> None:
+        """A warning, shown whatever the log mode (rank 0)."""
+        if self.dist.is_main:
+            tqdm.write(f"warning: {text}", file=sys.stderr)
+
+    def banner(self) -> str:
+        """What the run is about to do: schedule, evaluations, model size and the task's lines."""
+        from ..accounting import count_storage
+
+        storage = count_storage(self.model)
+        left = self.total_steps - self.progress.step
+        start = f", from step {self.progress.step} (epoch {self.progress.epoch})" if self.progress.step else ""
+        evaluated = evaluations(self.total_epochs, self.eval_every) - sum(
+            evaluates_after(epoch, self.total_epochs, self.eval_every) for epoch in range(1, self.progress.epoch + 1))
+        lines = [f"training {left} of {self.total_steps} steps{start}: {self.total_epochs} epochs of "
+                 f"{self.steps_per_epoch} steps, {evaluated} evaluation(s) to come (every {self.eval_every} epochs and "
+                 "after the last)",
+                 f"model: {storage['trainable_params']:,} trainable parameters; stored {storage['stored_floats']:,} "
+                 f"floats + {storage['mask_bits']:,} mask bits",
+                 *self.about]
+        return "\n  ".join(lines)
 
     def _checkpoint_note(self) -> str:
         """What a stopped run leaves: its last good checkpoint, or none if it stopped before the first."""
@@ -377,28 +413,42 @@ class Trainer:
     def fit(self) -> dict:
         """Train to the end of the schedule; returns the final evaluation."""
         final: dict = self.progress.history[-1]["val"] if self.progress.history else {}
-        while self.progress.step < self.total_steps:
-            epoch = self.progress.epoch
-            with record_function(PHASES["epoch"]):
-                self.train_one_epoch(epoch)
-            self.progress.epoch += 1
-            done = self.progress.step >= self.total_steps
-            improved = False
-            if evaluates_after(self.progress.epoch, self.progress.epoch if done else self.total_epochs, self.eval_every):
-                with record_function(PHASES["evaluate"]):
-                    final = self.evaluate(self.model)
-                record = {"epoch": self.progress.epoch, "step": self.progress.step,
-                          "val": {k: v for k, v in final.items() if k != "confusion_matrix"}}
-                self.progress.history.append(record)
-                self.log(record)
-                score = final[self.primary_metric]
-                improved = score > self.progress.best_metric
-                if improved:
-                    self.progress.best_metric, self.progress.best_epoch = score, self.progress.epoch
-                self.say(f"epoch {self.progress.epoch}/{self.total_epochs}: {self.primary_metric} "
-                         f"{100 * score:.2f} (best {100 * self.progress.best_metric:.2f} at epoch {self.progress.best_epoch})")
-            with record_function(PHASES["checkpoint"]):
-                self.save(best=improved)
+        self.run_log = RunLog(self.run_dir, self.loggers, enabled=self.dist.is_main, start_step=self.progress.step)
+        if self.dist.is_main and self.log_mode != "quiet":
+            self.say(self.banner())
+        try:
+            while self.progress.step < self.total_steps:
+                final = self._train_and_evaluate_epoch(final)
+        finally:
+            self.run_log.close()
+            self.run_log = None
+        return final
+
+    def _train_and_evaluate_epoch(self, final: dict) -> dict:
+        """One epoch, its evaluation when one is due, and its checkpoint; returns the latest evaluation."""
+        epoch = self.progress.epoch
+        with record_function(PHASES["epoch"]):
+            self.train_one_epoch(epoch)
+        self.progress.epoch += 1
+        done = self.progress.step >= self.total_steps
+        improved = False
+        if evaluates_after(self.progress.epoch, self.progress.epoch if done else self.total_epochs, self.eval_every):
+            with record_function(PHASES["evaluate"]):
+                final = self.evaluate(self.model)
+            record = {"epoch": self.progress.epoch, "step": self.progress.step,
+                      "val": {k: v for k, v in final.items() if k != "confusion_matrix"}}
+            self.progress.history.append(record)
+            self.log(record)
+            if self.preview is not None and self.run_log.wants_images:
+                self.run_log.images(self.progress.step, self.preview(self.model))
+            score = final[self.primary_metric]
+            improved = score > self.progress.best_metric
+            if improved:
+                self.progress.best_metric, self.progress.best_epoch = score, self.progress.epoch
+            self.say(f"epoch {self.progress.epoch}/{self.total_epochs}: {self.primary_metric} "
+                     f"{100 * score:.2f} (best {100 * self.progress.best_metric:.2f} at epoch {self.progress.best_epoch})")
+        with record_function(PHASES["checkpoint"]):
+            self.save(best=improved)
         return final
 
     def write_summary(self, final: dict, **extra) -> None:

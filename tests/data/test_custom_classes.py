@@ -33,7 +33,7 @@ def four_classes(tmp_path_factory):
 def seg_config(root, output, *sets):
     base = [f"data.root={root}", "model.encoder=dense_r18_w1_b8", "data.crop_size=64", "data.workers=0",
             "train.batch_size=4", "train.device=cpu", "train.log_mode=quiet", "train.eval_batch_size=4",
-            "schedule.iters=2", f"output={output}"]
+            "schedule.iters=2", "schedule.warmup_iters=0", f"output={output}"]
     return load_config(SegConfig, sets=[*base, *sets])
 
 

@@ -33,7 +33,8 @@ def run_args(data_root: Path, run_dir: Path, resume: bool) -> list[str]:
     return ["--data-root", str(data_root), "--output", str(run_dir), "--encoder", "repeat_r18_f2_b8",
             "--dataset", "voc", "--crop-size", "64", "--batch-size", "2", "--epochs", "6", "--workers", "0",
             "--device", "cpu", "--log-mode", "quiet", "--lr", "0.05",
-            "--set", "train.eval_batch_size=2", "--set", "train.log_every=1"]
+            "--set", "train.eval_batch_size=2", "--set", "train.log_every=1",
+            "--set", "schedule.warmup_iters=0", "--set", "train.eval_every=1"]
 
 
 def train(argv: list[str]) -> None:

@@ -24,7 +24,8 @@ def data_root(tmp_path_factory):
 def run(data_root, output, encoder, *sets):
     base = [f"data.root={data_root}", "data.dataset=voc", f"model.encoder={encoder}", "data.crop_size=64",
             "data.workers=0", "train.batch_size=4", "train.device=cpu", "train.log_mode=quiet",
-            "train.eval_batch_size=2", "schedule.iters=2", "train.log_every=1", f"output={output}"]
+            "train.eval_batch_size=2", "schedule.iters=2", "train.log_every=1", "schedule.warmup_iters=0",
+            f"output={output}"]
     cfg = load_config(SegConfig, sets=[*base, *sets])
     train_segmentation(cfg, output, setup("cpu"))
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines() if "loss" in line]

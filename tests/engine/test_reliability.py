@@ -30,7 +30,8 @@ from tests.tool_loader import load_tool
 ROOT = Path(__file__).resolve().parents[2]
 ENCODER = "repeat_r18_f2_b8"
 TRAIN = ["--encoder", ENCODER, "--dataset", "voc", "--crop-size", "64", "--batch-size", "2", "--workers", "0",
-         "--device", "cpu", "--log-mode", "quiet", "--set", "train.eval_batch_size=2"]
+         "--device", "cpu", "--log-mode", "quiet", "--set", "train.eval_batch_size=2", "--set", "schedule.warmup_iters=0",
+         "--set", "train.eval_every=1"]
 
 
 @pytest.fixture(scope="module")

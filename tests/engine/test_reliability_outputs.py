@@ -38,7 +38,8 @@ DIGITS_ARGS = ["--train-scenes", "8", "--val-scenes", "4"]
 
 def train_args(data: Path, output: Path, *extra) -> list:
     return ["--encoder", ENCODER, "--data-root", data, "--output", output, "--crop-size", "32", "--batch-size", "4",
-            "--workers", "0", "--device", "cpu", "--log-mode", "quiet", "--set", "train.eval_batch_size=4", *extra]
+            "--workers", "0", "--device", "cpu", "--log-mode", "quiet", "--set", "train.eval_batch_size=4",
+            "--set", "schedule.warmup_iters=0", "--set", "train.eval_every=1", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -70,22 +71,6 @@ def own_digits(digits, tmp_path):
     root = tmp_path / "digits"
     shutil.copytree(digits / "seg", root / "seg")
     return root / "seg", root / "seg" / "VOCdevkit" / "VOC2012"
-
-
-@pytest.fixture(scope="module")
-def cls_run(tmp_path_factory):
-    """A finished classification run on a tiny synthetic ImageFolder set, for export_encoder."""
-    from repeatseg.data.synthetic import make_synthetic_imagenet
-
-    data = make_synthetic_imagenet(tmp_path_factory.mktemp("cls") / "data", num_classes=2, per_class=4,
-                                   val_per_class=2, size=32)
-    run = data.parent / "run"
-    tool = load_tool("train_cls")
-    args = ["--model", "repeat_resnet18_f2_b4", "--data-root", str(data), "--output", str(run), "--epochs", "1",
-            "--batch-size", "4", "--image-size", "32", "--workers", "0", "--device", "cpu", "--log-mode", "quiet",
-            "--set", "train.eval_batch_size=4"]
-    assert tool.main(tool.get_args_parser().parse_args(args)) == 0
-    return run
 
 
 # ------------------------------------------------------------ 1. outputs never overwrite

@@ -132,7 +132,7 @@ def test_segmentation_run_records_its_encoder_weights(trained, tmp_path):
     cfg = load_config(SegConfig, sets=[f"data.root={tmp_path / 'voc'}", "model.encoder=repeat_r18_f2_b8",
                                        f"model.encoder_weights={weights}", "data.crop_size=64", "data.workers=0",
                                        "train.batch_size=4", "train.device=cpu", "train.log_mode=quiet",
-                                       "schedule.iters=1", f"output={tmp_path / 'seg'}"])
+                                       "schedule.iters=1", "schedule.warmup_iters=0", f"output={tmp_path / 'seg'}"])
     train_segmentation(cfg, tmp_path / "seg", setup("cpu"))
     saved = load_config(SegConfig, [tmp_path / "seg/config.yaml"])
     record = saved.provenance["encoder_weights"]

@@ -37,7 +37,8 @@ def data_root(tmp_path_factory):
 def config(data_root, output, *sets):
     base = [f"data.root={data_root}", "data.dataset=voc", f"model.encoder={ENCODER}", "data.crop_size=64",
             "data.workers=0", "train.batch_size=8", "train.device=cpu", "train.log_mode=quiet",
-            "train.eval_batch_size=4", "optim.lr=0.05", "schedule.epochs=3", f"output={output}"]
+            "train.eval_batch_size=4", "optim.lr=0.05", "schedule.epochs=3", "schedule.warmup_iters=0",
+            "train.eval_every=1", f"output={output}"]
     return load_config(SegConfig, sets=[*base, *sets])
 
 
@@ -107,7 +108,8 @@ _tool = load_tool
 
 
 CLI_ARGS = ["--encoder", ENCODER, "--dataset", "voc", "--crop-size", "64", "--batch-size", "8", "--workers", "0",
-            "--device", "cpu", "--log-mode", "plain", "--set", "train.eval_batch_size=4"]
+            "--device", "cpu", "--log-mode", "plain", "--set", "train.eval_batch_size=4",
+            "--set", "schedule.warmup_iters=0", "--set", "train.eval_every=1"]
 
 
 def test_eval_seg_reproduces_training_metrics_and_writes_predictions(data_root, tmp_path, cli):
@@ -119,6 +121,7 @@ def test_eval_seg_reproduces_training_metrics_and_writes_predictions(data_root, 
     code, out, err = cli("--checkpoint", run, "--data-root", data_root, "--output", tmp_path / "eval",
                          "--save-predictions", tmp_path / "pred", "--device", "cpu", tool="eval_seg")
     assert code == 0, err
+    assert f"evaluating {run / 'checkpoints' / 'best.safetensors'}" in err and "split 'val'" in err and "8 images" in err
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["miou"] == pytest.approx(final["miou"], abs=1e-6)
     predictions = sorted((tmp_path / "pred").glob("*.png"))
@@ -170,3 +173,37 @@ def test_run_folder_defaults_to_runs_slash_encoder(data_root, tmp_path, cli, mon
     code, _, err = cli("--data-root", data_root, "--iters", "1", *CLI_ARGS)
     assert code == 0, err
     assert (tmp_path / "runs" / ENCODER / "metrics.json").is_file()
+
+
+def test_a_training_says_what_it_will_do_and_writes_plain_lines_to_a_log(data_root, tmp_path, cli):
+    """Without --config the README's recipe applies (warmup 500, so 2 steps end warming up: said);
+    the banner names steps, evaluations, data, parameters, device and weights; a bar is never drawn
+    into a file (stderr is not a terminal here), log lines are written instead."""
+    args = ["--data-root", data_root, "--output", tmp_path / "run", "--iters", "2", "--encoder", ENCODER,
+            "--dataset", "voc", "--crop-size", "64", "--batch-size", "8", "--workers", "0", "--device", "cpu",
+            "--log-mode", "bar", "--set", "train.eval_batch_size=4", "--set", "train.log_every=1"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert "training 2 of 2 steps: 1 epochs of 4 steps, 1 evaluation(s)" in err
+    assert "32 training images (train), 8 validation images (val)" in err
+    assert "trainable parameters" in err and "device cpu" in err and "encoder weights: none (random init)" in err
+    assert "warning: the schedule ends after 2 steps, before its 500 warmup steps" in err
+    assert "\r" not in err and "step 2/2 loss" in out
+
+
+def test_default_workers_never_exceed_the_cores_left_to_them(monkeypatch):
+    from repeatseg.config import default_workers
+
+    for cores, expected in ((1, 0), (2, 1), (3, 2), (64, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert default_workers() == expected
+        assert load_config(SegConfig).data.workers == expected
+
+
+def test_train_seg_defaults_are_the_recipe_file_s_schedule_and_evaluation():
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "configs" / "seg" / "voc_unet.yaml").read_text())
+    defaults = load_config(SegConfig)
+    assert defaults.schedule.warmup_iters == recipe["schedule"]["warmup_iters"]
+    assert defaults.train.eval_every == recipe["train"]["eval_every"]
