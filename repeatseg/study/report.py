@@ -88,8 +88,6 @@ def plot_miou_vs_storage(rows: list[Row], path: Path) -> None:
             ax.errorbar([x(r) for r in points], [100 * r.miou_mean for r in points],
                         yerr=[100 * r.miou_std for r in points], fmt=style["marker"], color=style["color"], capsize=3,
                         label=group)
-        for r in measured:
-            ax.annotate(r.encoder, (x(r), 100 * r.miou_mean), fontsize=6, xytext=(4, 4), textcoords="offset points")
         paper = [r for r in rows if r.paper_miou is not None]
         if paper:
             ax.scatter([x(r) for r in paper], [100 * r.paper_miou for r in paper], facecolors="none",
@@ -103,6 +101,7 @@ def plot_miou_vs_storage(rows: list[Row], path: Path) -> None:
         ax.set_xlabel(xlabel)
         ax.locator_params(axis="x", nbins=6)
         ax.grid(alpha=0.3)
+        annotate_apart(ax, [(x(r), 100 * r.miou_mean, r.encoder) for r in measured])
     axes[0].set_ylabel("val mIoU, % (mean ± std over seeds)")
     axes[0].set_title("mIoU against storage")
     axes[1].set_title("mIoU against compute")
@@ -110,6 +109,25 @@ def plot_miou_vs_storage(rows: list[Row], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def annotate_apart(ax, points: list[tuple[float, float, str]], fontsize: float = 6) -> None:
+    """Label every (x, y, text) beside its point, moving a label up until it is ``gap_pt`` points
+    clear of every label placed near it (1.5 font sizes; points within 120 pt horizontally), with a thin leader
+    line where it moved far: labels of points close together never overlap."""
+    ax.autoscale_view()
+    gap_pt = 1.5 * fontsize
+    to_pt = 72 / ax.figure.dpi
+    placed: list[tuple[float, float]] = []
+    for x, y, text in sorted(points, key=lambda point: point[1]):
+        px, py = ax.transData.transform((x, y)) * to_pt
+        label_y = py + 3
+        while any(abs(ox - px) < 120 and abs(oy - label_y) < gap_pt for ox, oy in placed):
+            label_y += gap_pt / 2
+        placed.append((px, label_y))
+        moved = label_y - py > 10
+        ax.annotate(text, (x, y), xytext=(5, label_y - py), textcoords="offset points", fontsize=fontsize,
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"} if moved else None)
 
 
 def plot_contribution_vs_bits(rows: list[Row], path: Path) -> None:
