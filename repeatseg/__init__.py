@@ -10,6 +10,20 @@ from . import backbones, encoders  # noqa: F401  (registration side effects)
 from .accounting import ModelStats, describe
 from .backbones import RepeatResNet, ResNetBackbone, Variant
 from .encoders import RepeatResNetEncoder, SkipAdapterEncoder
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DeviceError,
+    FolderClaimedError,
+    MissingExtraError,
+    MissingFileError,
+    MixedRecipesError,
+    NonFiniteLossError,
+    OutputError,
+    RepeatsegError,
+    WriteError,
+)
 from .export import fold, load_packed, pack
 from .layers import RepeatConv2d, SharingLayer, cached
 from .registry import register, register_family
@@ -25,5 +39,7 @@ __all__ = [
     "load_encoder_weights", "get_variant",
     "RepeatConv2d", "SharingLayer", "RepeatResNet", "ResNetBackbone", "RepeatResNetEncoder", "SkipAdapterEncoder",
     "Variant", "EncoderVariant", "ModelStats", "LoadReport", "FAMILIES", "VARIANTS", "DECODER_CHANNELS",
+    "RepeatsegError", "ConfigError", "DataError", "CheckpointError", "MissingFileError", "OutputError", "WriteError",
+    "FolderClaimedError", "DeviceError", "MixedRecipesError", "NonFiniteLossError", "MissingExtraError",
     "__version__",
 ]

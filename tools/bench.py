@@ -43,7 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 import timm
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,7 @@ import torch.nn.functional as F
 import repeatseg
 from repeatseg.classifiers import get_classifier, is_classifier
 from repeatseg.engine.distributed import resolve_device
+from repeatseg.errors import ConfigError, RepeatsegError
 from repeatseg.export import fold
 from repeatseg.layers import RepeatConv2d, cached, generating_layers
 from repeatseg.variants import FAMILIES, get_variant
@@ -437,15 +438,15 @@ def main(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         if args.clock == "cpu" and device.type != "cpu":
-            raise ValueError("--clock cpu measures the CPU device only")
+            raise ConfigError("--clock cpu measures the CPU device only")
         if args.sweep:
             return sweep(args, device)
         if not args.encoder:
-            raise ValueError("--encoder is required (or --sweep / --figure)")
+            raise ConfigError("--encoder is required (or --sweep / --figure)")
         lookup(args.encoder)
         if args.against and is_classifier(lookup(args.against).name) != is_classifier(args.encoder):
-            raise ValueError("--against: a classification-only model (rotcnn_*) is benched against another one")
-    except (ValueError, RuntimeError) as error:
+            raise ConfigError("--against: a classification-only model (rotcnn_*) is benched against another one")
+    except RepeatsegError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     torch.manual_seed(0)
@@ -487,4 +488,4 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

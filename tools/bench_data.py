@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -92,4 +92,4 @@ if __name__ == "__main__":
     parser.add_argument("--step", action="store_true", help="also measure the data-wait share of training steps")
     parser.add_argument("--encoder", default="repeat_r18_f4")
     parser.add_argument("--device", default="auto")
-    sys.exit(main(parser.parse_args()))
+    _interrupt.run(main, parser)

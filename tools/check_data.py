@@ -7,9 +7,8 @@ mismatches, mask values outside 0..20 and 255). Exit status 1 if any.
 from __future__ import annotations
 
 import argparse
-import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 from repeatseg.data import check_split
 
@@ -32,4 +31,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True, help="folder holding VOCdevkit (or VOCdevkit, or VOC2012)")
     parser.add_argument("--split", nargs="+", default=["train", "val"], help="split name(s)")
-    sys.exit(main(parser.parse_args()))
+    _interrupt.run(main, parser)

@@ -17,14 +17,15 @@ import json
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 from PIL import Image, PngImagePlugin
 
 import repeatseg  # noqa: F401  (registers the encoders)
-from repeatseg.config import ConfigError, PretrainStudyConfig, SegConfig, StudyConfig, load_config
-from repeatseg.data import DataError, VOCSegmentation
+from repeatseg.config import PretrainStudyConfig, SegConfig, StudyConfig, load_config
+from repeatseg.data import VOCSegmentation
 from repeatseg.engine import distributed
 from repeatseg.engine.seg import segmentation_root
+from repeatseg.errors import OutputError, RepeatsegError
 from repeatseg.files import atomic_write_bytes
 from repeatseg.metrics import format_table
 from repeatseg.outputs import enclosing_dataset
@@ -58,7 +59,7 @@ def check_figure(figure: Path, demo_folder: Path) -> None:
         return
     dataset = enclosing_dataset(figure.parent)
     if dataset is not None:
-        raise ValueError(f"--figure {figure} is inside the dataset {dataset}: write it outside")
+        raise OutputError(f"--figure {figure} is inside the dataset {dataset}: write it outside")
     if figure.exists():
         try:
             with Image.open(figure) as image:
@@ -66,7 +67,7 @@ def check_figure(figure: Path, demo_folder: Path) -> None:
         except Exception:  # noqa: BLE001 - not a picture at all
             ours = False
         if not ours:
-            raise ValueError(f"--figure {figure} exists and is not a picture the demo wrote: choose another path")
+            raise OutputError(f"--figure {figure} exists and is not a picture the demo wrote: choose another path")
 
 
 def mark_figure(figure: Path) -> None:
@@ -100,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
         model, _ = load_segmenter(cell.run_dir)
         prediction_panel(dataset, list(range(min(args.samples, len(dataset)))), [(args.encoder, model)], figure)
         mark_figure(figure)
-    except (ConfigError, DataError, ValueError, OSError) as error:
+    except RepeatsegError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -117,4 +118,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

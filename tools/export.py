@@ -16,11 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 import repeatseg
 from repeatseg.cli import fail
 from repeatseg.engine import checkpoint as ckpt
+from repeatseg.errors import RepeatsegError
 from repeatseg.export import export_onnx, fold, pack
 from repeatseg.files import TEMP_SUFFIX, WRITTEN_BY, save_weights, temp_prefix
 from repeatseg.outputs import check_output_file
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
         model, metadata = repeatseg.load_segmenter(args.source, args.encoder)
         ckpt.check_against_manifest(metadata["checkpoint"])
         return export(args, model, metadata)
-    except (ValueError, RuntimeError, OSError) as error:
+    except RepeatsegError as error:
         return fail(error)
     except KeyboardInterrupt:
         print("interrupted (nothing was written)", file=sys.stderr)
@@ -104,4 +105,4 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

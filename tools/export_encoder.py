@@ -10,9 +10,10 @@ import argparse
 import json
 import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 from repeatseg.cli import fail
+from repeatseg.errors import RepeatsegError
 from repeatseg.outputs import check_output_file
 from repeatseg.weights import export_encoder
 
@@ -21,7 +22,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         check_output_file(args.output, force=args.force)
         metadata = export_encoder(args.source, args.output, args.which)
-    except (ValueError, OSError) as error:
+    except RepeatsegError as error:
         return fail(error)
     except KeyboardInterrupt:
         print("interrupted (nothing was written)", file=sys.stderr)
@@ -43,4 +44,4 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -23,12 +23,13 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 import torch
 
 import repeatseg
 from repeatseg.engine.checks import CheckResult, check_data, training_check
 from repeatseg.engine.distributed import resolve_device, setup
+from repeatseg.errors import DeviceError
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"train_step_ratio": 1.05, "peak_memory_ratio": 1.10, "folded_infer_ratio": 1.01}
@@ -93,7 +94,7 @@ def table(results: list[CheckResult]) -> str:
 def main(args: argparse.Namespace) -> int:
     try:
         device = str(resolve_device(args.device))
-    except RuntimeError as error:
+    except DeviceError as error:
         print(f"error: {error} (run with --device cpu to exercise the same paths on the CPU)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as folder:
@@ -119,4 +120,4 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -7,9 +7,8 @@ textured-shape classes, so tests and the demo exercise the real reader.
 from __future__ import annotations
 
 import argparse
-import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 from repeatseg.cli import generate
 from repeatseg.data.synthetic import make_synthetic_imagenet
@@ -32,4 +31,4 @@ if __name__ == "__main__":
     parser.add_argument("--val-per-class", type=int, default=10, help="val images per class")
     parser.add_argument("--size", type=int, default=96, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
-    sys.exit(main(parser.parse_args()))
+    _interrupt.run(main, parser)

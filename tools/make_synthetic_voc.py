@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 from repeatseg.cli import generate
 from repeatseg.data.synthetic import make_synthetic_voc
@@ -45,4 +45,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -13,11 +13,12 @@ import argparse
 import json
 import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 import repeatseg
 from repeatseg.accounting import STAT_KEYS, format_count
 from repeatseg.classifiers import CLASSIFIERS, is_classifier
+from repeatseg.errors import ConfigError
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -54,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     names = list(repeatseg.VARIANTS) if args.all else list(CLASSIFIERS) if args.classifiers else [args.encoder]
     try:
         if args.segmenter and any(map(is_classifier, names)):
-            raise ValueError("--segmenter: the classification-only models (rotcnn_*) are not smp encoders")
+            raise ConfigError("--segmenter: the classification-only models (rotcnn_*) are not smp encoders")
         stats = [repeatseg.describe(n, args.input_size or (None if is_classifier(n) else 512), args.segmenter,
                                     args.classes) for n in names]
     except (ValueError, ImportError) as error:
@@ -75,4 +76,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

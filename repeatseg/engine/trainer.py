@@ -32,6 +32,7 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from ..config import fixed_values, load_config, save_config
+from ..errors import ConfigError, MissingFileError, NonFiniteLossError, WriteError  # noqa: F401  (re-exported)
 from ..files import marker_kind, non_finite_keys, weights_bytes, write_marker
 from ..layers import default_regularization_weight, regularization_loss, regularized_layers
 from ..outputs import enclosing_dataset
@@ -43,10 +44,6 @@ from .optim import build_optimizer, build_scheduler
 # an epoch's loop holds data ... log; evaluation and checkpoints follow it.
 PHASES = {name: f"repeatseg.{name}" for name in ("epoch", "data", "forward", "backward", "optimizer", "log",
                                                   "evaluate", "checkpoint")}
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss (or weights); the last good checkpoint is left as it was."""
 
 
 @dataclass
@@ -86,7 +83,7 @@ def start_run(run_dir: Path, resume: bool, task: str = "train", is_main: bool = 
         if not ckpt.committed(run_dir / "checkpoints"):
             hint = " (its run stopped before its first checkpoint: start it again without --resume)" \
                 if marker_kind(run_dir) == "run" else ""
-            raise FileNotFoundError(f"--resume {run_dir}: no checkpoint to resume from{hint}")
+            raise MissingFileError(f"--resume {run_dir}: no checkpoint to resume from{hint}")
         if marker_kind(run_dir) is None:  # a run from before markers: adopted
             write_marker(run_dir, "run", task=task)
         return
@@ -137,7 +134,7 @@ def schedule_length(schedule_cfg, steps_per_epoch: int | None, default: dict) ->
     None where ``steps_per_epoch`` is needed and unknown (the study's plan, before the data exist)."""
     epochs, iters = schedule_cfg.epochs, schedule_cfg.iters
     if epochs is not None and iters is not None:
-        raise ValueError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters), not both")
+        raise ConfigError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters), not both")
     if epochs is None and iters is None:
         epochs, iters = default.get("epochs"), default.get("iters")
     if iters is not None:
@@ -289,7 +286,7 @@ class Trainer:
             with open(path, "a") as out:
                 out.write(json.dumps(record) + "\n")
         except OSError as error:  # e.g. disk full: name the file
-            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
+            raise WriteError(error.errno, f"cannot write {path}: {error.strerror}") from error
 
     def say(self, text: str) -> None:
         if self.dist.is_main and self.log_mode != "quiet":
@@ -363,9 +360,9 @@ class Trainer:
         if saved_total is None or saved_total == self.total_steps:
             return None
         if self.total_steps < self.progress.step:
-            raise ValueError(f"{self.run_dir} has already trained {self.progress.step} steps ({self.progress.epoch} "
-                             f"epochs); a schedule of {self.total_steps} steps would have ended before that. "
-                             f"Give a longer --epochs/--iters, or none to keep {saved_total} steps.")
+            raise ConfigError(f"{self.run_dir} has already trained {self.progress.step} steps ({self.progress.epoch} "
+                              f"epochs); a schedule of {self.total_steps} steps would have ended before that. "
+                              f"Give a longer --epochs/--iters, or none to keep {saved_total} steps.")
         if hasattr(self.scheduler, "t_initial"):  # poly and cosine; multistep's milestones do not depend on it
             self.scheduler.t_initial = self.total_steps
         self.scheduler.step_update(self.progress.step)

@@ -148,10 +148,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` -> (i, n) with 0 <= i < n; a ValueError that says what is wrong otherwise."""
     index, slash, count = text.partition("/")
     if not slash or not index.strip().isdigit() or not count.strip().isdigit():
-        raise ValueError(f"--shard {text!r}: expected i/n with whole numbers, e.g. 0/4")
+        raise ConfigError(f"--shard {text!r}: expected i/n with whole numbers, e.g. 0/4")
     index, count = int(index), int(count)
     if count < 1 or index >= count:
-        raise ValueError(f"--shard {text}: needs n >= 1 and 0 <= i < n (shards are numbered 0..n-1)")
+        raise ConfigError(f"--shard {text}: needs n >= 1 and 0 <= i < n (shards are numbered 0..n-1)")
     return index, count
 
 
@@ -320,10 +320,10 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
 
     shard = shard or Shard()
     if study.pretrain.enabled and not study.pretrain.config:
-        raise ValueError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
+        raise ConfigError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
     if not study.cells and not study.pretrain.enabled:
-        raise ValueError("cells: false (a classification study) needs pretrain.enabled and pretrain.config: "
-                         "its classification runs are the study")
+        raise ConfigError("cells: false (a classification study) needs pretrain.enabled and pretrain.config: "
+                          "its classification runs are the study")
     planned = planned_threads(study, study_dir)  # part of the recipe: every unit runs at one count
     check_study(at_threads(study, planned), study_dir)  # before anything is written
     recipes = check_recipes(at_threads(study, planned), study_dir)  # one pretraining recipe, or allowed
