@@ -10,11 +10,15 @@ states across processes at ``compute()``.
 from __future__ import annotations
 
 import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
 from .data.voc import CLASS_NAMES, IGNORE_INDEX
 from .errors import ConfigError
+from .extras import require
+
+MetricCollection = require("torchmetrics", extra="train").MetricCollection
+_classification = require("torchmetrics.classification", extra="train")
+MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex = (
+    _classification.MulticlassAccuracy, _classification.MulticlassConfusionMatrix, _classification.MulticlassJaccardIndex)
 
 
 class SegmentationMetrics:

@@ -374,9 +374,9 @@ def groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
 
 def figure(csv_paths: list[str], out: str) -> int:
     """Step time and ratio to the reference against each sweep's quantity, one row per sweep."""
-    import matplotlib
+    from repeatseg.extras import require
 
-    matplotlib.use("Agg")
+    require("matplotlib", extra="train").use("Agg")
     import matplotlib.pyplot as plt
 
     tables = [list(csv.DictReader(open(path))) for path in csv_paths]

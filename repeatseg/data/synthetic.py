@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from ..errors import ConfigError
+from ..extras import require
 from .generate import generate_once
 from .voc import IGNORE_INDEX, save_mask
+
+ndimage = require("scipy.ndimage", extra="train")
 
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "ring")
 TEXTURES = ("stripes", "checker", "dots", "waves")
