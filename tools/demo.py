@@ -18,20 +18,6 @@ import sys
 from pathlib import Path
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
-from PIL import Image, PngImagePlugin
-
-import repeatseg  # noqa: F401  (registers the encoders)
-from repeatseg.config import PretrainStudyConfig, SegConfig, StudyConfig, load_config
-from repeatseg.data import VOCSegmentation
-from repeatseg.engine import distributed
-from repeatseg.engine.seg import segmentation_root
-from repeatseg.errors import OutputError, RepeatsegError
-from repeatseg.files import atomic_write_bytes
-from repeatseg.metrics import format_table
-from repeatseg.outputs import enclosing_dataset
-from repeatseg.segmenter import load_segmenter
-from repeatseg.study.report import prediction_panel
-from repeatseg.study.runner import plan_cells, run_study
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -48,6 +34,24 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "reproduces at the same thread count only)")
     return parser
 
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+from PIL import Image, PngImagePlugin
+
+import repeatseg  # noqa: F401  (registers the encoders)
+from repeatseg.config import PretrainStudyConfig, SegConfig, StudyConfig, load_config
+from repeatseg.data import VOCSegmentation
+from repeatseg.engine import distributed
+from repeatseg.engine.seg import segmentation_root
+from repeatseg.errors import OutputError, RepeatsegError
+from repeatseg.files import atomic_write_bytes
+from repeatseg.metrics import format_table
+from repeatseg.outputs import enclosing_dataset
+from repeatseg.segmenter import load_segmenter
+from repeatseg.study.report import prediction_panel
+from repeatseg.study.runner import plan_cells, run_study
 
 FIGURE_MARK = ("Software", "repeatseg demo")  # a PNG text chunk: the demo replaces only its own picture
 

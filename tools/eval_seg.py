@@ -19,16 +19,6 @@ from pathlib import Path
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
-import repeatseg
-from repeatseg.cli import fail
-from repeatseg.config import ConfigError, SegConfig, load_config
-from repeatseg.engine import checkpoint as ckpt
-from repeatseg.engine import distributed
-from repeatseg.engine.seg import evaluate, prediction_writer, segmentation_root, val_loader_for
-from repeatseg.errors import RepeatsegError
-from repeatseg.metrics import format_table
-from repeatseg.outputs import check_owned_folder, fill_owned_folder
-
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +36,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="refill an --output or --save-predictions folder an earlier "
                                                              "eval_seg.py filled (only if it holds nothing else)")
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+import repeatseg
+from repeatseg.cli import fail
+from repeatseg.config import ConfigError, SegConfig, load_config
+from repeatseg.engine import checkpoint as ckpt
+from repeatseg.engine import distributed
+from repeatseg.engine.seg import evaluate, prediction_writer, segmentation_root, val_loader_for
+from repeatseg.errors import RepeatsegError
+from repeatseg.metrics import format_table
+from repeatseg.outputs import check_owned_folder, fill_owned_folder
 
 
 def run_config(weights: Path) -> SegConfig:

@@ -24,6 +24,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny models and few steps (what the tests run on CPU)")
+    parser.add_argument("--no-bench", action="store_true", help="skip the speed and memory comparison")
+    parser.add_argument("--json", help="also write the results here")
+    return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
 import torch
 
 import repeatseg
@@ -108,15 +122,6 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return 0 if all(r.passed for r in results) else 1
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
-    parser.add_argument("--quick", action="store_true", help="tiny models and few steps (what the tests run on CPU)")
-    parser.add_argument("--no-bench", action="store_true", help="skip the speed and memory comparison")
-    parser.add_argument("--json", help="also write the results here")
-    return parser
 
 
 if __name__ == "__main__":

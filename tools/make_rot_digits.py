@@ -17,9 +17,6 @@ from pathlib import Path
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
-from repeatseg.data.rot_digits import INDEX_FILE, make_rot_digits, read_recipe
-from repeatseg.errors import RepeatsegError
-
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,6 +26,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-per-class", type=int, default=None,
                         help="test digits of each class (default: the other 500 - train-per-class)")
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+from repeatseg.data.rot_digits import INDEX_FILE, make_rot_digits, read_recipe
+from repeatseg.errors import RepeatsegError
 
 
 def main(args: argparse.Namespace) -> int:

@@ -10,9 +10,6 @@ import sys
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
-from repeatseg.cli import generate
-from repeatseg.data.synthetic import make_synthetic_voc
-
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,6 +22,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(1, 21)),
                         help="object classes to draw (1..20; default all)")
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+from repeatseg.cli import generate
+from repeatseg.data.synthetic import make_synthetic_voc
 
 
 def main(args: argparse.Namespace) -> int:

@@ -15,11 +15,6 @@ import sys
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
-import repeatseg
-from repeatseg.accounting import STAT_KEYS, format_count
-from repeatseg.classifiers import CLASSIFIERS, is_classifier
-from repeatseg.errors import ConfigError
-
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,6 +29,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=int, default=21, help="segmentation classes, with --segmenter")
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+import repeatseg
+from repeatseg.accounting import STAT_KEYS, format_count
+from repeatseg.classifiers import CLASSIFIERS, is_classifier
+from repeatseg.errors import ConfigError
 
 
 def table(stats: list[repeatseg.ModelStats]) -> str:
