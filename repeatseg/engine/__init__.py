@@ -2,5 +2,4 @@
 
 from ..extras import require
 
-for _module in ("tqdm", "torchmetrics"):  # what every training module imports: one line naming the extra
-    require(_module, extra="train")
+require("tqdm", extra="train")  # the progress bars of every training module (torchmetrics is required where used)

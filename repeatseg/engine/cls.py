@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
-from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
 from ..classifiers import build_classifier_model, is_classifier
@@ -20,6 +19,7 @@ from ..data.imagenet import ImageFolderClassification, classification_transforms
 from ..data.rot_digits import ROTATION_SETS, make_rot_digits, rotation_datasets
 from ..data.synthetic import accept_for_config, make_synthetic_imagenet
 from ..errors import ConfigError
+from ..extras import require
 from ..layers import cached
 from ..registry import register
 from ..segmenter import options_named
@@ -27,6 +27,8 @@ from ..threads import apply_threads
 from .distributed import DistInfo, ShardSampler, barrier
 from .optim import check_optimizer_name
 from .trainer import begin_run, build_trainer, run_to_end, seed_everything, start_run, uses_channels_last
+
+MulticlassAccuracy = require("torchmetrics.classification", extra="train").MulticlassAccuracy
 
 DEFAULT_LENGTH = {"epochs": 90}  # when a config gives neither epochs nor iters (the paper's ImageNet length)
 
