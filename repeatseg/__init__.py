@@ -3,7 +3,9 @@ semantic segmentation.
 
 Importing the package registers every encoder of the family table (``repeatseg.variants``) in smp
 (``repeat_r18_f4``, ``dense_r18_w4``, ``basis_r34_s32u1``, ...) and in timm
-(``repeat_resnet18_f4``, ``dense_resnet18_w4``, ``basis_resnet34_s32u1``, ...).
+(``repeat_resnet18_f4``, ``dense_resnet18_w4``, ``basis_resnet34_s32u1``, ...); any other name of a
+family's grammar (``repeat_r18_f4_b16``, ``repeat_resnet18_c4``, ``[options]``) is registered the first
+time smp or timm looks it up (``repeatseg.registry.NamesOnDemand``).
 """
 
 from . import backbones, encoders  # noqa: F401  (registration side effects)
@@ -26,10 +28,12 @@ from .errors import (
 )
 from .export import fold, load_packed, pack
 from .layers import RepeatConv2d, SharingLayer, cached
-from .registry import register, register_family
+from .registry import register, register_family, resolve_names_on_demand
 from .segmenter import DECODER_CHANNELS, build_segmenter, load_segmenter
 from .variants import FAMILIES, VARIANTS, EncoderVariant, get_variant
 from .weights import LoadReport, load_encoder_weights
+
+resolve_names_on_demand()  # any grammar name in plain smp and timm: smp.FPN("repeat_r18_f4_b16")
 
 __version__ = "0.2.0"
 

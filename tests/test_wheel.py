@@ -31,8 +31,8 @@ import segmentation_models_pytorch as smp
 import timm
 assert repeatseg.__file__.startswith(sys.prefix), repeatseg.__file__  # the installed wheel, not the checkout
 smp.Unet("repeat_r18_f4", encoder_weights=None, classes=2)
-smp.FPN("repeat_r18_f4", encoder_weights=None, classes=2)
-timm.create_model("repeat_resnet18_f4", num_classes=3)
+smp.FPN("repeat_r18_f4_b16", encoder_weights=None, classes=2)  # a grammar name: on demand
+timm.create_model("repeat_resnet18_c4", num_classes=3)
 assert repeatseg.describe("repeat_r18_f4").stored_floats > 0
 present = [name for name in {EXTRAS_ONLY!r} if importlib.util.find_spec(name) is not None]
 assert not present, present
