@@ -23,6 +23,7 @@ from .errors import (
     MixedRecipesError,
     NonFiniteLossError,
     OutputError,
+    OutputExistsError,
     RepeatsegError,
     WriteError,
 )
@@ -43,7 +44,8 @@ __all__ = [
     "load_encoder_weights", "get_variant",
     "RepeatConv2d", "SharingLayer", "RepeatResNet", "ResNetBackbone", "RepeatResNetEncoder", "SkipAdapterEncoder",
     "Variant", "EncoderVariant", "ModelStats", "LoadReport", "FAMILIES", "VARIANTS", "DECODER_CHANNELS",
-    "RepeatsegError", "ConfigError", "DataError", "CheckpointError", "MissingFileError", "OutputError", "WriteError",
+    "RepeatsegError", "ConfigError", "DataError", "CheckpointError", "MissingFileError", "OutputError", "OutputExistsError",
+    "WriteError",
     "FolderClaimedError", "DeviceError", "MixedRecipesError", "NonFiniteLossError", "MissingExtraError",
     "__version__",
 ]

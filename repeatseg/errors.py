@@ -39,6 +39,11 @@ class OutputError(RepeatsegError, ValueError):
     """An output a tool refuses to write; the message names the path and what to do instead."""
 
 
+class OutputExistsError(RepeatsegError, FileExistsError):
+    """An output folder that holds something else (another run, a dataset, the user's files), or is a
+    file: refused before anything is written there; the message names it and what to do instead."""
+
+
 class FolderClaimedError(RepeatsegError, RuntimeError):
     """Another live process holds the folder; the message names it (host, pid, since when)."""
 
@@ -79,5 +84,6 @@ def exit_code(error: BaseException) -> int | None:
 
 
 __all__ = ["RepeatsegError", "ConfigError", "DataError", "CheckpointError", "MissingFileError", "OutputError", "WriteError",
+           "OutputExistsError",
            "FolderClaimedError", "DeviceError", "MixedRecipesError", "NonFiniteLossError", "MissingExtraError",
            "error_message", "exit_code"]

@@ -1,7 +1,7 @@
 """File I/O every layer of the package may use: atomic writes, safetensors, hashes, folder claims
 (kernel locks that say who holds a folder).
 
-A leaf module (it imports nothing from repeatseg), so that config, weights, export and the engine
+A leaf module (it imports nothing from repeatseg but its errors), so that config, weights, export and the engine
 can write files without reaching up into each other. Every write is atomic (temp file in the same
 folder, fsync, rename): a kill leaves either the old file or the new one, never half of either,
 and a failed write (disk full) raises an ``OSError`` that names the file.
@@ -31,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .errors import CheckpointError, ConfigError, FolderClaimedError, WriteError  # noqa: F401  (re-exported)
+from .errors import CheckpointError, ConfigError, FolderClaimedError, OutputExistsError, WriteError  # noqa: F401  (re-exported)
 
 TEMP_SUFFIX = ".tmp"  # atomic writes stage ``.<name>.<host>-<pid>-<random>.tmp`` beside their target
 
@@ -564,7 +564,7 @@ def claim_run_folder(folder: str | Path, stale_after: float | None = None):
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is a file, not a folder")
+        raise OutputExistsError(f"{folder} is a file, not a folder")
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key, path = folder.resolve(), folder / OWNER_FILE

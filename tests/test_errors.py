@@ -16,6 +16,7 @@ from repeatseg.extras import require
 BUILTIN_BASES = {
     errors.ConfigError: ValueError, errors.DataError: RuntimeError, errors.CheckpointError: ValueError,
     errors.MissingFileError: FileNotFoundError, errors.OutputError: ValueError, errors.WriteError: OSError,
+    errors.OutputExistsError: FileExistsError,
     errors.FolderClaimedError: RuntimeError, errors.DeviceError: RuntimeError, errors.MixedRecipesError: ValueError,
     errors.NonFiniteLossError: RuntimeError, errors.MissingExtraError: ImportError,
 }

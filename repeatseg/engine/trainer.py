@@ -32,7 +32,7 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from ..config import fixed_values, load_config, save_config
-from ..errors import ConfigError, MissingFileError, NonFiniteLossError, WriteError  # noqa: F401  (re-exported)
+from ..errors import ConfigError, MissingFileError, NonFiniteLossError, OutputExistsError, WriteError  # noqa: F401  (re-exported)
 from ..files import marker_kind, non_finite_keys, weights_bytes, write_marker
 from ..layers import default_regularization_weight, regularization_loss, regularized_layers
 from ..outputs import enclosing_dataset
@@ -88,18 +88,18 @@ def start_run(run_dir: Path, resume: bool, task: str = "train", is_main: bool = 
             write_marker(run_dir, "run", task=task)
         return
     if ckpt.committed(run_dir / "checkpoints"):
-        raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
+        raise OutputExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
     dataset = enclosing_dataset(run_dir)
     if dataset is not None:
-        raise FileExistsError(f"{run_dir} is inside the dataset {dataset}: choose an --output outside it")
+        raise OutputExistsError(f"{run_dir} is inside the dataset {dataset}: choose an --output outside it")
     kind = marker_kind(run_dir)
     if kind not in (None, "run"):
-        raise FileExistsError(f"{run_dir} is a repeatseg {kind} folder, not a run folder: choose another --output")
+        raise OutputExistsError(f"{run_dir} is a repeatseg {kind} folder, not a run folder: choose another --output")
     own = kind == "run" or _aborted_before_markers(run_dir)
     entries = ckpt.foreign_entries(run_dir) if own else ckpt.folder_entries(run_dir)
     if entries:
         what = "holds files a run does not write" if own else "is not empty and not a repeatseg run folder"
-        raise FileExistsError(f"{run_dir} {what} ({', '.join(entries[:5])}): nothing was written there; choose "
+        raise OutputExistsError(f"{run_dir} {what} ({', '.join(entries[:5])}): nothing was written there; choose "
                               "another --output")
     run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -56,6 +56,7 @@ from ..config import (
     validated,
 )
 from ..engine.distributed import DistInfo, barrier
+from ..errors import OutputExistsError
 from ..files import (
     MARKER,
     OWNER_FILE,
@@ -211,17 +212,17 @@ def check_study_folder(study_dir: Path) -> None:
     """Refuse a study folder that holds other files (a study never writes among a user's files)."""
     dataset = enclosing_dataset(study_dir)
     if dataset is not None:
-        raise FileExistsError(f"{study_dir} is inside the dataset {dataset}: choose an --output outside it")
+        raise OutputExistsError(f"{study_dir} is inside the dataset {dataset}: choose an --output outside it")
     if not study_dir.exists():
         return
     if not study_dir.is_dir():
-        raise FileExistsError(f"{study_dir} is a file, not a study folder")
+        raise OutputExistsError(f"{study_dir} is a file, not a study folder")
     if is_study_folder(study_dir):
         return
     foreign = sorted(p.name for p in study_dir.iterdir()  # another shard's temporaries may be there
                      if p.name not in STUDY_ENTRIES and not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)))
     if foreign:
-        raise FileExistsError(f"{study_dir} is not empty and not a study folder (it holds {', '.join(foreign[:5])}): "
+        raise OutputExistsError(f"{study_dir} is not empty and not a study folder (it holds {', '.join(foreign[:5])}): "
                               "choose another --output")
 
 
