@@ -16,11 +16,15 @@ def register(variant: Variant | str, **options) -> Variant:
 
     variant = get_variant(variant).with_options(**options)
     plain = get_variant(variant.name)
-    if plain.timm_name not in TIMM_VARIANTS:
-        register_on_demand(plain)
-        VARIANTS[plain.name] = plain
-        TIMM_VARIANTS[plain.timm_name] = plain
-    register_smp_variant(variant)
+    outer, NamesOnDemand.registering = NamesOnDemand.registering, True  # timm looks the name up while it registers it
+    try:
+        if plain.timm_name not in TIMM_VARIANTS:
+            register_on_demand(plain)
+            VARIANTS[plain.name] = plain
+            TIMM_VARIANTS[plain.timm_name] = plain
+        register_smp_variant(variant)
+    finally:
+        NamesOnDemand.registering = outer
     return variant
 
 
@@ -66,11 +70,7 @@ class NamesOnDemand(dict):
         variant = parse_name(name)
         if variant is None or name != (variant.smp_key if self.kind == "smp" else variant.timm_name):
             return False
-        NamesOnDemand.registering = True
-        try:
-            register(variant)
-        finally:
-            NamesOnDemand.registering = False
+        register(variant)
         return super().__contains__(name)
 
 
