@@ -20,6 +20,7 @@ from torch import nn
 
 from .accounting import STAT_KEYS, ModelStats, count_macs, count_storage
 from .backbones.rotcnn import ROT_VARIANTS, RotVariant
+from .errors import ConfigError
 
 CLASSIFIERS: dict[str, RotVariant] = dict(ROT_VARIANTS)
 
@@ -45,7 +46,7 @@ def timm_name_of(name: str) -> str:
 def build_classifier_model(name: str, **kwargs) -> nn.Module:
     """The timm model of a classification-only family (``kwargs`` as ``timm.create_model``'s)."""
     if not is_classifier(name):
-        raise ValueError(f"{name!r} is not a classification-only model; expected one of {', '.join(CLASSIFIERS)}")
+        raise ConfigError(f"{name!r} is not a classification-only model; expected one of {', '.join(CLASSIFIERS)}")
     return timm.create_model(name, **kwargs)
 
 

@@ -1,8 +1,9 @@
 """What the training tools share on the command line: common flags, their config keys, error exits.
 
-Exit codes: 0 done; 2 bad input (config, data, files, a run folder in use, disk full), with a
-one-line message naming the file or key and no traceback; 3 non-finite loss or weights (the last
-good checkpoint is kept); 130 interrupted (Ctrl-C), with the command that resumes.
+Exit codes: 0 done; 2 bad input (a ``repeatseg.RepeatsegError``: config, data, files, a run folder
+in use, disk full), with a one-line message naming the file or key and no traceback; 3 non-finite
+loss or weights (the last good checkpoint is kept); 130 interrupted (Ctrl-C), with the command that
+resumes. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import FREE_ON_RESUME, ConfigError, config_differences, fixed_values, load_config, value_differences
-from .data import DataError
 from .engine import distributed
-from .engine.trainer import NonFiniteLossError
-from .files import FolderClaimedError, claim_run_folder, read_marker
+from .errors import RepeatsegError, error_message, exit_code
+from .files import claim_run_folder, read_marker
 from .outputs import enclosing_dataset, is_run_folder
 from .threads import apply_threads, oversubscription
 
@@ -75,18 +75,8 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[dict
     return updates
 
 
-def error_message(error: BaseException | str) -> str:
-    """The error's own message. An error raised in a DataLoader worker arrives as the worker's
-    whole traceback; its last line holds the message the same error gives with ``--workers 0``."""
-    text = str(error)
-    if " in DataLoader worker process " in text and "Original Traceback" in text:
-        _, found, message = text.rpartition(f"{type(error).__name__}: ")
-        if found:
-            return message.strip()
-    return text
-
-
 def fail(error: BaseException | str, code: int = 2) -> int:
+    """Print ``error`` as one line on stderr; return the exit code."""
     print(f"error: {error_message(error)}", file=sys.stderr)
     return code
 
@@ -97,7 +87,7 @@ def generate(make: Callable[[], object], output) -> tuple[int, object]:
     interrupted generator leaves nothing at ``output`` (``repeatseg.data.generate``)."""
     try:
         return 0, make()
-    except (DataError, ValueError, OSError) as error:
+    except RepeatsegError as error:
         return fail(error), None
     except KeyboardInterrupt:
         print(f"interrupted; nothing was written at {output}", file=sys.stderr)
@@ -153,7 +143,7 @@ def run_training(args: argparse.Namespace, config_cls: type, flags: dict[str, st
         if inside is not None:
             raise ConfigError(f"--output {cfg.output} is inside the dataset {inside}: choose a folder outside it")
         dist = distributed.setup(cfg.train.device)
-    except (ConfigError, RuntimeError) as error:
+    except RepeatsegError as error:
         return fail(error)
     crowded = oversubscription(1, apply_threads(cfg.train))
     if crowded and dist.is_main:
@@ -162,10 +152,8 @@ def run_training(args: argparse.Namespace, config_cls: type, flags: dict[str, st
         # Rank 0 claims the folder for the whole run: a second training on it is refused.
         with claim_run_folder(cfg.output) if dist.is_main else contextlib.nullcontext():
             metrics = train(cfg, cfg.output, dist, resume=bool(args.resume))
-    except NonFiniteLossError as error:
-        return fail(error, 3)
-    except (DataError, ValueError, FolderClaimedError, OSError) as error:
-        return fail(error)
+    except RepeatsegError as error:  # anything else is a bug: it keeps its traceback
+        return fail(error, exit_code(error))
     except KeyboardInterrupt:
         return interrupted(Path(cfg.output))
     finally:

@@ -19,10 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config value that cannot be used; the message names the key."""
-
+from .errors import ConfigError  # noqa: F401  (re-exported)
 
 MAX_DEFAULT_WORKERS = 4
 

@@ -34,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
+from .errors import CheckpointError
 from .files import atomic_write_bytes
 from .layers import bit_parameter_names, fold_layers
 
@@ -122,14 +123,14 @@ def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         header_size = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8:8 + header_size]).get("__metadata__", {})
     except (SafetensorError, ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is truncated or not a safetensors file ({error})") from error
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({error})") from error
     if meta.get("format") == "repeatseg-packed-v1":
-        raise ValueError(f"{path} is a packed file of the older format v1, whose checksum does not cover dtypes, "
-                         "shapes or metadata: export it again with tools/export.py --pack")
+        raise CheckpointError(f"{path} is a packed file of the older format v1, whose checksum does not cover dtypes, "
+                              "shapes or metadata: export it again with tools/export.py --pack")
     if meta.get("format") != PACK_FORMAT:
-        raise ValueError(f"{path} is not a repeatseg packed file (format {meta.get('format')!r})")
+        raise CheckpointError(f"{path} is not a repeatseg packed file (format {meta.get('format')!r})")
     if _checksum(tensors, meta) != meta.get("sha256"):
-        raise ValueError(f"{path} failed its checksum: the file was altered or damaged")
+        raise CheckpointError(f"{path} failed its checksum: the file was altered or damaged")
     return tensors, meta
 
 
@@ -153,7 +154,7 @@ def _unpack_bits(packed: torch.Tensor, shape: list[int], key: str) -> torch.Tens
     """The bool tensor of ``shape`` stored in ``packed`` (True = bit 1 = sign +1)."""
     count = int(np.prod(shape))
     if packed.numel() != (count + 7) // 8:
-        raise ValueError(f"{key}: {packed.numel()} bytes of signs for {count} weights")
+        raise CheckpointError(f"{key}: {packed.numel()} bytes of signs for {count} weights")
     return torch.from_numpy(np.unpackbits(packed.numpy(), count=count).reshape(shape).astype(bool))
 
 
@@ -163,14 +164,14 @@ def load_packed(path: str | Path) -> nn.Module:
 
     tensors, meta = read_packed(path)
     if "encoder" not in meta:
-        raise ValueError(f"{path} does not name its encoder")
+        raise CheckpointError(f"{path} does not name its encoder")
     from .segmenter import segmenter_arguments
 
     model = build_segmenter(meta["encoder"], **segmenter_arguments(meta))
     missing, unexpected = model.load_state_dict(unpack_state(model, tensors, meta), strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"{path} does not match {meta['encoder']}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(f"{path} does not match {meta['encoder']}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model.eval()
 
 

@@ -1,7 +1,7 @@
 """File I/O every layer of the package may use: atomic writes, safetensors, hashes, folder claims
 (kernel locks that say who holds a folder).
 
-A leaf module (it imports nothing from repeatseg), so that config, weights, export and the engine
+A leaf module (it imports nothing from repeatseg but its errors), so that config, weights, export and the engine
 can write files without reaching up into each other. Every write is atomic (temp file in the same
 folder, fsync, rename): a kill leaves either the old file or the new one, never half of either,
 and a failed write (disk full) raises an ``OSError`` that names the file.
@@ -30,6 +30,8 @@ from typing import NamedTuple
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
+
+from .errors import CheckpointError, ConfigError, FolderClaimedError, OutputExistsError, WriteError  # noqa: F401  (re-exported)
 
 TEMP_SUFFIX = ".tmp"  # atomic writes stage ``.<name>.<host>-<pid>-<random>.tmp`` beside their target
 
@@ -70,7 +72,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException as error:
         Path(temp).unlink(missing_ok=True)
         if isinstance(error, OSError) and error.filename is None:  # e.g. ENOSPC from write/fsync
-            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
+            raise WriteError(error.errno, f"cannot write {path}: {error.strerror}") from error
         raise
 
 
@@ -117,7 +119,7 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except SafetensorError as error:
-        raise ValueError(f"{path} is empty, truncated or not a safetensors file ({error})") from error
+        raise CheckpointError(f"{path} is empty, truncated or not a safetensors file ({error})") from error
 
 
 def load_torch(path: str | Path):
@@ -127,13 +129,13 @@ def load_torch(path: str | Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(f"cannot read {path} as a weights-only torch checkpoint: it is damaged or holds Python "
-                         "objects other than tensors (refused: repeatseg never unpickles)") from error
+        raise CheckpointError(f"cannot read {path} as a weights-only torch checkpoint: it is damaged or holds Python "
+                              "objects other than tensors (refused: repeatseg never unpickles)") from error
     except Exception as error:  # noqa: BLE001 - torch raises many kinds; re-raised with the file named
         text = str(error).strip()
         reason = text.splitlines()[0] if text else type(error).__name__
         reason = type(error).__name__ if "weights_only" in reason else reason
-        raise ValueError(f"cannot read {path} as a weights-only torch checkpoint: {reason}") from error
+        raise CheckpointError(f"cannot read {path} as a weights-only torch checkpoint: {reason}") from error
 
 
 def non_finite_keys(state_dict: dict[str, torch.Tensor]) -> list[str]:
@@ -255,9 +257,6 @@ _held: dict[Path, dict] = {}  # folders this process holds now (resolved path ->
 _held_lock = threading.Lock()
 
 
-class FolderClaimedError(RuntimeError):
-    """Another live process holds the folder; the message names it (host, pid, since when)."""
-
 
 class Claim(NamedTuple):
     """A claim held now: its folder, the holder's host and pid, since when (epoch s), how it is held."""
@@ -315,7 +314,7 @@ def claim_lock_mode(folder: str | Path, mountinfo: str | None = None) -> tuple[s
     if choice in (FLOCK, HEARTBEAT):
         return choice, f"{LOCK_ENV}={choice}"
     if choice != "auto":
-        raise ValueError(f"{LOCK_ENV}={os.environ[LOCK_ENV]!r}: expected auto, flock or heartbeat")
+        raise ConfigError(f"{LOCK_ENV}={os.environ[LOCK_ENV]!r}: expected auto, flock or heartbeat")
     if mountinfo is None:
         try:
             mountinfo = Path("/proc/self/mountinfo").read_text()
@@ -336,7 +335,7 @@ def stale_after_s() -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{STALE_ENV}={text!r}: expected a positive number of seconds")
+        raise ConfigError(f"{STALE_ENV}={text!r}: expected a positive number of seconds")
     return value
 
 
@@ -565,7 +564,7 @@ def claim_run_folder(folder: str | Path, stale_after: float | None = None):
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is a file, not a folder")
+        raise OutputExistsError(f"{folder} is a file, not a folder")
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key, path = folder.resolve(), folder / OWNER_FILE

@@ -10,10 +10,15 @@ states across processes at ``compute()``.
 from __future__ import annotations
 
 import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
 from .data.voc import CLASS_NAMES, IGNORE_INDEX
+from .errors import ConfigError
+from .extras import require
+
+MetricCollection = require("torchmetrics", extra="train").MetricCollection
+_classification = require("torchmetrics.classification", extra="train")
+MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex = (
+    _classification.MulticlassAccuracy, _classification.MulticlassConfusionMatrix, _classification.MulticlassJaccardIndex)
 
 
 class SegmentationMetrics:
@@ -30,7 +35,7 @@ class SegmentationMetrics:
             "mean_class_acc": MulticlassAccuracy(average="macro", **options),
         }).to(device or "cpu")
         if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for {num_classes} classes: {list(class_names)[:5]}...")
+            raise ConfigError(f"{len(class_names)} class names for {num_classes} classes: {list(class_names)[:5]}...")
         # A dataset's own list names its classes; without one, VOC's names fit 21 classes.
         self.class_names = tuple(class_names) if class_names else (
             CLASS_NAMES if num_classes == len(CLASS_NAMES) else tuple(f"class_{i}" for i in range(num_classes)))

@@ -25,13 +25,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .errors import OutputError  # noqa: F401  (re-exported)
 from .files import MARKER, OWNER_FILE, WRITTEN_BY, marker_kind, read_marker, remove_stale_temporaries, write_marker
 
 CHECKPOINT_FORMAT = "repeatseg-checkpoint-v1"  # engine/checkpoint.py's manifest format (older runs carry no marker)
 
-
-class OutputError(ValueError):
-    """An output a tool refuses to write; the message names the path and what to do instead."""
 
 
 # ------------------------------------------------------------------------------ what a folder is

@@ -9,6 +9,7 @@ from pathlib import Path
 import segmentation_models_pytorch as smp
 
 from .checkpoint_files import BEST, CHECKPOINT_DIR, WEIGHTS
+from .errors import CheckpointError, ConfigError, MissingFileError
 from .registry import register
 from .variants import get_variant
 from .weights import MODEL_FOLDER_WEIGHTS, load_encoder_weights, read_metadata, resolve_weights
@@ -77,7 +78,7 @@ def options_named(variant):
         if not variant.options:
             raise
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"cannot build {variant.name} with model options {variant.option_dict}: {reason}") from error
+        raise ConfigError(f"cannot build {variant.name} with model options {variant.option_dict}: {reason}") from error
 
 
 def find_checkpoint(source: str | Path) -> Path:
@@ -90,9 +91,9 @@ def find_checkpoint(source: str | Path) -> Path:
         for name in (BEST, WEIGHTS):
             if (source / CHECKPOINT_DIR / name).is_file():
                 return source / CHECKPOINT_DIR / name
-        raise FileNotFoundError(f"no {CHECKPOINT_DIR}/{BEST} or {WEIGHTS} in {source}")
+        raise MissingFileError(f"no {CHECKPOINT_DIR}/{BEST} or {WEIGHTS} in {source}")
     if not source.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {source}")
+        raise MissingFileError(f"checkpoint not found: {source}")
     return source
 
 
@@ -133,18 +134,18 @@ def load_segmenter(source: str | Path, encoder: str | None = None) -> tuple[smp.
     tensors, metadata = read_checkpoint(path)
     what = export_kind(metadata)
     if what is not None and "folded" not in what:  # a folded RepeatNet is its dense twin's checkpoint: it may load
-        raise ValueError(f"{path} is not a segmenter's training checkpoint: it is {what}")
+        raise CheckpointError(f"{path} is not a segmenter's training checkpoint: it is {what}")
     encoder = encoder or metadata.get("encoder")
     if not encoder:
-        raise ValueError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
+        raise CheckpointError(f"{path} does not name its encoder: pass one explicitly (--encoder)")
     model = build_segmenter(encoder, **segmenter_arguments(metadata, encoder))
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:
         if what is not None:
-            raise ValueError(f"{path} is {what}: give the run folder or checkpoint it was folded from") from error
-        raise ValueError(f"{path} does not fit the segmenter {encoder} (classes, options and decoder from its "
-                         f"metadata): {str(error).splitlines()[0]} ...") from error
+            raise CheckpointError(f"{path} is {what}: give the run folder or checkpoint it was folded from") from error
+        raise CheckpointError(f"{path} does not fit the segmenter {encoder} (classes, options and decoder from its "
+                              f"metadata): {str(error).splitlines()[0]} ...") from error
     return model, dict(metadata, encoder=encoder, checkpoint=str(path))
 
 

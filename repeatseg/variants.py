@@ -19,6 +19,7 @@ from importlib import import_module
 
 from .backbones.base import ARCH_LAYERS, ENTRYPOINTS, Variant
 from .backbones.resnet import WIDTHS, EncoderVariant
+from .errors import ConfigError
 from .layers import TRANSFORMS
 
 # The family table: one line per family, the module of repeatseg/backbones that declares it
@@ -73,7 +74,7 @@ def get_variant(name: str | Variant) -> Variant:
         return parsed
     close = difflib.get_close_matches(name, list(VARIANTS) + list(TIMM_VARIANTS), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"unknown repeatseg encoder {name!r}.{hint} Valid names: {', '.join(VARIANTS)}")
+    raise ConfigError(f"unknown repeatseg encoder {name!r}.{hint} Valid names: {', '.join(VARIANTS)}")
 
 
 __all__ = ["FAMILIES", "VARIANTS", "TIMM_VARIANTS", "ARCH_LAYERS", "WIDTHS", "TRANSFORM_CODES", "EncoderVariant",

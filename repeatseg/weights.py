@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
+from .errors import CheckpointError, MissingFileError
 from .files import WRITTEN_BY, load_torch, load_weights, non_finite_keys, sha256_of
 
 WEIGHTS_ENV = "REPEATSEG_WEIGHTS"
@@ -82,8 +83,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         tensors, metadata = _read_torch_checkpoint(path), {}
     bad = non_finite_keys(tensors)
     if bad:
-        raise ValueError(f"{path} holds NaN or inf values in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}: "
-                         "not usable as weights")
+        raise CheckpointError(f"{path} holds NaN or inf values in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}: "
+                              "not usable as weights")
     return tensors, metadata
 
 
@@ -95,7 +96,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
     except SafetensorError as error:
-        raise ValueError(f"{path} is empty, truncated or not a safetensors file ({error})") from error
+        raise CheckpointError(f"{path} is empty, truncated or not a safetensors file ({error})") from error
 
 
 def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -105,7 +106,7 @@ def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state_dict of tensors")
+        raise CheckpointError(f"{path} does not hold a state_dict of tensors")
     return obj
 
 
@@ -135,10 +136,10 @@ def resolve_weights(weights: str | Path, encoder_name: str, weights_dir: str | P
                                 "written by repeatseg.save_pretrained or tools/export_encoder.py)")
     looks_like_path = candidate.suffix in WEIGHT_SUFFIXES or os.sep in str(weights)
     if looks_like_path:
-        raise FileNotFoundError(f"encoder weights file not found: {candidate}")
+        raise MissingFileError(f"encoder weights file not found: {candidate}")
     directory = weights_dir or os.environ.get(WEIGHTS_ENV)
     if not directory:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"encoder_weights={weights!r} is a tag, but no weights directory is set: pass "
             f"weights_dir (--weights-dir) or set ${WEIGHTS_ENV}, or give a file path"
         )
@@ -146,7 +147,7 @@ def resolve_weights(weights: str | Path, encoder_name: str, weights_dir: str | P
     for path in tried:
         if path.is_file():
             return path
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no {weights!r} weights for {encoder_name}: looked for\n  " + "\n  ".join(map(str, tried))
     )
 
@@ -171,7 +172,7 @@ def load_encoder_weights(
     tensors, metadata = read_checkpoint(path)
     stored_name = metadata.get("encoder")
     if stored_name and encoder_name != "encoder" and stored_name != encoder_name:
-        raise ValueError(f"{path} holds weights of {stored_name!r}, not of the requested encoder {encoder_name!r}")
+        raise CheckpointError(f"{path} holds weights of {stored_name!r}, not of the requested encoder {encoder_name!r}")
     tensors = to_encoder_keys(tensors)
     report = LoadReport(path=str(path), sha256=sha256_of(path), metadata=metadata)
 
@@ -190,9 +191,9 @@ def load_encoder_weights(
         if any(m.startswith("conv1.weight") for m in mismatched):
             hint = ("\n(a stem with other in_channels: build with repeatseg.build_segmenter(..., in_channels=C), "
                     "which loads the 3-channel stem first and adapts it)")
-        raise ValueError(f"{path} does not fit {encoder_name}:\n  " + "\n  ".join(mismatched) + hint)
+        raise CheckpointError(f"{path} does not fit {encoder_name}:\n  " + "\n  ".join(mismatched) + hint)
     if strict and (report.missing or report.unexpected):
-        raise ValueError(f"{path} does not match {encoder_name} (pass strict=False to load anyway)\n{report}")
+        raise CheckpointError(f"{path} does not match {encoder_name} (pass strict=False to load anyway)\n{report}")
     encoder.load_state_dict({k: v for k, v in tensors.items() if k in own}, strict=False)
     return report
 
@@ -222,7 +223,7 @@ def run_checkpoint(source: str | Path, which: str) -> Path:
     source = Path(source)
     path = source / CHECKPOINT_DIR / {"best": BEST, "last": WEIGHTS}[which] if source.is_dir() else source
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingFileError(f"no checkpoint at {path}")
     return path
 
 
@@ -239,7 +240,7 @@ def encoder_export_metadata(path: Path, metadata: dict) -> dict:
     from .variants import get_variant
 
     if metadata.get("task") != "classification" or "model" not in metadata:
-        raise ValueError(f"{path} is not a train_cls.py checkpoint (its metadata has no classification model)")
+        raise CheckpointError(f"{path} is not a train_cls.py checkpoint (its metadata has no classification model)")
     variant = get_variant(metadata["model"])
     run_dir = path.parent.parent
     summary = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}

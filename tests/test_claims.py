@@ -135,7 +135,7 @@ def test_a_folder_this_process_holds_is_refused_and_released_at_the_end(tmp_path
                 pass
         assert [(c.folder, c.pid) for c in live_claims(tmp_path)] == [(folder, os.getpid())]
     assert not folder.exists()  # created by the claim, left empty: removed
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(FileExistsError, match="is a file, not a folder"):
         (tmp_path / "file").write_text("x")
         with claim_run_folder(tmp_path / "file"):
             pass

@@ -43,7 +43,48 @@ import sys
 import time
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
+
+SWEEP_BASE = 16  # base width of the sweeps' models (layer1 of a w4 model has 64 channels, like ResNet-18)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", help="the candidate, e.g. repeat_r18_f4")
+    parser.add_argument("--against", help="the reference (default: the candidate's, e.g. dense_r18_w4)")
+    parser.add_argument("--input-size", type=int, default=None, help="default 512 (a classifier's own: 29 for rotcnn_*)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=21)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="bf16", help="CUDA only")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--repeats", type=int, default=10, help="repeats per measurement (order rotated)")
+    parser.add_argument("--steps", type=int, default=3, help="steps timed per repeat")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time, or this process's CPU time (CPU device; with --threads 1 it counts the "
+                             "work alone, steady on a machine other jobs load)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (on a loaded machine, 1 is steadier)")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="RepeatConv2d.regenerate_for_backward: generate weights again in backward, not keep them")
+    parser.add_argument("--json", help="write the results (with raw per-repeat times) here")
+    parser.add_argument("--sweep", choices=["input-size", "width"],
+                        help="measure every family (sweep_encoders) over input sizes (at --width) or widths "
+                             "(at --input-size) and write a CSV (--out)")
+    parser.add_argument("--values", type=int, nargs="+",
+                        help="the sweep's points (default 64 128 256 512 px, or widths 2 4 8)")
+    parser.add_argument("--width", type=int, default=4, help="width factor of the input-size sweep")
+    parser.add_argument("--base-width", type=int, default=SWEEP_BASE, help="base width of the sweeps' models")
+    parser.add_argument("--figure", nargs="+", metavar="CSV", help="draw the sweeps' CSVs into one figure (--out)")
+    parser.add_argument("--out", help="the sweep's CSV or the figure's PNG")
+    parser.add_argument("--probe-memory", metavar="ENCODER", help=argparse.SUPPRESS)  # the CPU memory subprocess
+    return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
 import timm
 import torch
 import torch.nn.functional as F
@@ -51,11 +92,10 @@ import torch.nn.functional as F
 import repeatseg
 from repeatseg.classifiers import get_classifier, is_classifier
 from repeatseg.engine.distributed import resolve_device
+from repeatseg.errors import ConfigError, RepeatsegError
 from repeatseg.export import fold
 from repeatseg.layers import RepeatConv2d, cached, generating_layers
 from repeatseg.variants import FAMILIES, get_variant
-
-SWEEP_BASE = 16  # base width of the sweeps' models (layer1 of a w4 model has 64 channels, like ResNet-18)
 
 
 def sweep_encoders(width: int, base: int = SWEEP_BASE) -> list[tuple[str, str]]:
@@ -373,9 +413,9 @@ def groups(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
 
 def figure(csv_paths: list[str], out: str) -> int:
     """Step time and ratio to the reference against each sweep's quantity, one row per sweep."""
-    import matplotlib
+    from repeatseg.extras import require
 
-    matplotlib.use("Agg")
+    require("matplotlib", extra="train").use("Agg")
     import matplotlib.pyplot as plt
 
     tables = [list(csv.DictReader(open(path))) for path in csv_paths]
@@ -437,54 +477,20 @@ def main(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         if args.clock == "cpu" and device.type != "cpu":
-            raise ValueError("--clock cpu measures the CPU device only")
+            raise ConfigError("--clock cpu measures the CPU device only")
         if args.sweep:
             return sweep(args, device)
         if not args.encoder:
-            raise ValueError("--encoder is required (or --sweep / --figure)")
+            raise ConfigError("--encoder is required (or --sweep / --figure)")
         lookup(args.encoder)
         if args.against and is_classifier(lookup(args.against).name) != is_classifier(args.encoder):
-            raise ValueError("--against: a classification-only model (rotcnn_*) is benched against another one")
-    except (ValueError, RuntimeError) as error:
+            raise ConfigError("--against: a classification-only model (rotcnn_*) is benched against another one")
+    except RepeatsegError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     torch.manual_seed(0)
     return compare(args, device)
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", help="the candidate, e.g. repeat_r18_f4")
-    parser.add_argument("--against", help="the reference (default: the candidate's, e.g. dense_r18_w4)")
-    parser.add_argument("--input-size", type=int, default=None, help="default 512 (a classifier's own: 29 for rotcnn_*)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--classes", type=int, default=21)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="bf16", help="CUDA only")
-    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--repeats", type=int, default=10, help="repeats per measurement (order rotated)")
-    parser.add_argument("--steps", type=int, default=3, help="steps timed per repeat")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall time, or this process's CPU time (CPU device; with --threads 1 it counts the "
-                             "work alone, steady on a machine other jobs load)")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (on a loaded machine, 1 is steadier)")
-    parser.add_argument("--regenerate", action="store_true",
-                        help="RepeatConv2d.regenerate_for_backward: generate weights again in backward, not keep them")
-    parser.add_argument("--json", help="write the results (with raw per-repeat times) here")
-    parser.add_argument("--sweep", choices=["input-size", "width"],
-                        help="measure every family (sweep_encoders) over input sizes (at --width) or widths "
-                             "(at --input-size) and write a CSV (--out)")
-    parser.add_argument("--values", type=int, nargs="+",
-                        help="the sweep's points (default 64 128 256 512 px, or widths 2 4 8)")
-    parser.add_argument("--width", type=int, default=4, help="width factor of the input-size sweep")
-    parser.add_argument("--base-width", type=int, default=SWEEP_BASE, help="base width of the sweeps' models")
-    parser.add_argument("--figure", nargs="+", metavar="CSV", help="draw the sweeps' CSVs into one figure (--out)")
-    parser.add_argument("--out", help="the sweep's CSV or the figure's PNG")
-    parser.add_argument("--probe-memory", metavar="ENCODER", help=argparse.SUPPRESS)  # the CPU memory subprocess
-    return parser
-
-
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -14,7 +14,26 @@ import argparse
 import sys
 import time
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--crop-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--step", action="store_true", help="also measure the data-wait share of training steps")
+    parser.add_argument("--encoder", default="repeat_r18_f4")
+    parser.add_argument("--device", default="auto")
+    return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -82,14 +101,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True)
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--crop-size", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--step", action="store_true", help="also measure the data-wait share of training steps")
-    parser.add_argument("--encoder", default="repeat_r18_f4")
-    parser.add_argument("--device", default="auto")
-    sys.exit(main(parser.parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -7,9 +7,20 @@ mismatches, mask values outside 0..20 and 255). Exit status 1 if any.
 from __future__ import annotations
 
 import argparse
-import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, help="folder holding VOCdevkit (or VOCdevkit, or VOC2012)")
+    parser.add_argument("--split", nargs="+", default=["train", "val"], help="split name(s)")
+    return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
 
 from repeatseg.data import check_split
 
@@ -29,7 +40,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True, help="folder holding VOCdevkit (or VOCdevkit, or VOC2012)")
-    parser.add_argument("--split", nargs="+", default=["train", "val"], help="split name(s)")
-    sys.exit(main(parser.parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -17,20 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
-from PIL import Image, PngImagePlugin
-
-import repeatseg  # noqa: F401  (registers the encoders)
-from repeatseg.config import ConfigError, PretrainStudyConfig, SegConfig, StudyConfig, load_config
-from repeatseg.data import DataError, VOCSegmentation, voc_palette
-from repeatseg.engine import distributed
-from repeatseg.engine.seg import segmentation_root
-from repeatseg.files import atomic_write_bytes
-from repeatseg.metrics import format_table
-from repeatseg.outputs import enclosing_dataset
-from repeatseg.segmenter import load_segmenter
-from repeatseg.study.report import prediction_panel
-from repeatseg.study.runner import plan_cells, run_study
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -48,6 +35,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+from PIL import Image, PngImagePlugin
+
+import repeatseg  # noqa: F401  (registers the encoders)
+from repeatseg.config import PretrainStudyConfig, SegConfig, StudyConfig, load_config
+from repeatseg.data import VOCSegmentation, voc_palette
+from repeatseg.engine import distributed
+from repeatseg.engine.seg import segmentation_root
+from repeatseg.errors import OutputError, RepeatsegError
+from repeatseg.files import atomic_write_bytes
+from repeatseg.metrics import format_table
+from repeatseg.outputs import enclosing_dataset
+from repeatseg.segmenter import load_segmenter
+from repeatseg.study.report import prediction_panel
+from repeatseg.study.runner import plan_cells, run_study
+
 FIGURE_MARK = ("Software", "repeatseg demo")  # a PNG text chunk: the demo replaces only its own picture
 
 
@@ -58,7 +63,7 @@ def check_figure(figure: Path, demo_folder: Path) -> None:
         return
     dataset = enclosing_dataset(figure.parent)
     if dataset is not None:
-        raise ValueError(f"--figure {figure} is inside the dataset {dataset}: write it outside")
+        raise OutputError(f"--figure {figure} is inside the dataset {dataset}: write it outside")
     if figure.exists():
         try:
             with Image.open(figure) as image:
@@ -66,7 +71,7 @@ def check_figure(figure: Path, demo_folder: Path) -> None:
         except Exception:  # noqa: BLE001 - not a picture at all
             ours = False
         if not ours:
-            raise ValueError(f"--figure {figure} exists and is not a picture the demo wrote: choose another path")
+            raise OutputError(f"--figure {figure} exists and is not a picture the demo wrote: choose another path")
 
 
 def legend_strip(names: list[str], width: int, swatch: int = 14, pad: int = 6) -> Image.Image:
@@ -135,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
         model, _ = load_segmenter(cell.run_dir)
         prediction_panel(dataset, list(range(min(args.samples, len(dataset)))), [(args.encoder, model)], figure)
         finish_figure(figure, list(dataset.class_names))
-    except (ConfigError, DataError, ValueError, OSError) as error:
+    except RepeatsegError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -152,4 +157,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -17,17 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
-
-import repeatseg
-from repeatseg.cli import fail
-from repeatseg.config import ConfigError, SegConfig, load_config, shows_bars
-from repeatseg.data import DataError
-from repeatseg.engine import checkpoint as ckpt
-from repeatseg.engine import distributed
-from repeatseg.engine.seg import evaluate, prediction_writer, segmentation_root, val_loader_for
-from repeatseg.metrics import format_table
-from repeatseg.outputs import check_owned_folder, fill_owned_folder
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -48,6 +38,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+import repeatseg
+from repeatseg.cli import fail
+from repeatseg.config import ConfigError, SegConfig, load_config, shows_bars
+from repeatseg.engine import checkpoint as ckpt
+from repeatseg.engine import distributed
+from repeatseg.engine.seg import evaluate, prediction_writer, segmentation_root, val_loader_for
+from repeatseg.errors import RepeatsegError
+from repeatseg.metrics import format_table
+from repeatseg.outputs import check_owned_folder, fill_owned_folder
+
+
 def run_config(weights: Path) -> SegConfig:
     """The config of the run a checkpoint belongs to, or the defaults."""
     config = weights.parent.parent / "config.yaml"
@@ -65,10 +70,10 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError("no data root: pass --data-root")
         if args.output:  # before anything is evaluated
             if args.save_predictions and Path(args.output).resolve() == Path(args.save_predictions).resolve():
-                raise ValueError(f"--output and --save-predictions are both {args.output}: give two folders")
+                raise ConfigError(f"--output and --save-predictions are both {args.output}: give two folders")
             check_owned_folder(args.output, "eval", args.force, "--output", dataset=root)
         dist = distributed.setup(args.device or cfg.train.device)
-    except (ConfigError, ValueError, RuntimeError, OSError) as error:
+    except RepeatsegError as error:
         return fail(error)
     try:
         model.to(dist.device)
@@ -77,8 +82,8 @@ def main(args: argparse.Namespace) -> int:
                                 cfg.data.workers if args.workers is None else args.workers, class_names=cfg.data.classes,
                                 max_pixels=cfg.train.eval_max_pixels)
         if loader.dataset.num_classes != classes:
-            raise ValueError(f"the model predicts {classes} classes but {loader.dataset.voc_root} has "
-                             f"{loader.dataset.num_classes} ({', '.join(loader.dataset.class_names[:5])}, ...)")
+            raise ConfigError(f"the model predicts {classes} classes but {loader.dataset.voc_root} has "
+                              f"{loader.dataset.num_classes} ({', '.join(loader.dataset.class_names[:5])}, ...)")
         writer = (prediction_writer(loader.dataset, args.save_predictions, args.force, take=dist.is_main)
                   if args.save_predictions else None)
         if args.output and dist.is_main:
@@ -95,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
                            images=len(loader.dataset), flip=args.flip)
             if args.output:
                 ckpt.write_json(Path(args.output) / "metrics.json", summary)
-    except (DataError, ValueError, RuntimeError, OSError) as error:
+    except RepeatsegError as error:
         return fail(error)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -110,4 +115,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

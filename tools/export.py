@@ -16,11 +16,33 @@ import json
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="train_seg.py run folder or checkpoint file")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--fold", action="store_true", help="plain convs holding the generated weights")
+    what.add_argument("--pack", action="store_true", help="parents and BN as floats, f-masks as bits")
+    what.add_argument("--onnx", action="store_true", help="ONNX graph of the folded model")
+    parser.add_argument("--fuse-bn", action="store_true", help="with --fold: fuse conv+BN for inference")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--force", action="store_true",
+                        help="replace --output if it exists and a repeatseg export wrote it (never any other file)")
+    parser.add_argument("--input-size", type=int, default=512, help="ONNX example input side")
+    parser.add_argument("--encoder", help="encoder name if the checkpoint's metadata lacks it")
+    return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
 
 import repeatseg
 from repeatseg.cli import fail
 from repeatseg.engine import checkpoint as ckpt
+from repeatseg.errors import RepeatsegError
 from repeatseg.export import export_onnx, fold, pack
 from repeatseg.files import TEMP_SUFFIX, WRITTEN_BY, save_weights, temp_prefix
 from repeatseg.outputs import check_output_file
@@ -32,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         model, metadata = repeatseg.load_segmenter(args.source, args.encoder)
         ckpt.check_against_manifest(metadata["checkpoint"])
         return export(args, model, metadata)
-    except (ValueError, RuntimeError, OSError) as error:
+    except RepeatsegError as error:
         return fail(error)
     except KeyboardInterrupt:
         print("interrupted (nothing was written)", file=sys.stderr)
@@ -87,21 +109,5 @@ def write_onnx(model, output: Path, input_size: int, in_channels: int) -> None:
         external.unlink(missing_ok=True)
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="train_seg.py run folder or checkpoint file")
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--fold", action="store_true", help="plain convs holding the generated weights")
-    what.add_argument("--pack", action="store_true", help="parents and BN as floats, f-masks as bits")
-    what.add_argument("--onnx", action="store_true", help="ONNX graph of the folded model")
-    parser.add_argument("--fuse-bn", action="store_true", help="with --fold: fuse conv+BN for inference")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--force", action="store_true",
-                        help="replace --output if it exists and a repeatseg export wrote it (never any other file)")
-    parser.add_argument("--input-size", type=int, default=512, help="ONNX example input side")
-    parser.add_argument("--encoder", help="encoder name if the checkpoint's metadata lacks it")
-    return parser
-
-
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

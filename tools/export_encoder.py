@@ -19,31 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
-
-from repeatseg.cli import fail
-from repeatseg.outputs import check_output_file
-from repeatseg.pretrained import export_model_folder
-from repeatseg.weights import export_encoder
-
-
-def main(args: argparse.Namespace) -> int:
-    as_file = str(args.output).endswith(".safetensors") or Path(args.output).is_file()
-    try:
-        if as_file:
-            check_output_file(args.output, force=args.force)
-            metadata = export_encoder(args.source, args.output, args.which)
-        else:
-            metadata = export_model_folder(args.source, args.output, args.which, force=args.force)
-    except (ValueError, OSError) as error:
-        return fail(error)
-    except KeyboardInterrupt:
-        print("interrupted (nothing was written)" if as_file else f"interrupted; {args.output} may be incomplete: "
-              "export it again with --force", file=sys.stderr)
-        return 130
-    print(f"wrote {args.output}")
-    print(json.dumps(metadata, indent=2))
-    return 0
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -59,5 +35,35 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+from repeatseg.cli import fail
+from repeatseg.errors import RepeatsegError
+from repeatseg.outputs import check_output_file
+from repeatseg.pretrained import export_model_folder
+from repeatseg.weights import export_encoder
+
+
+def main(args: argparse.Namespace) -> int:
+    as_file = str(args.output).endswith(".safetensors") or Path(args.output).is_file()
+    try:
+        if as_file:
+            check_output_file(args.output, force=args.force)
+            metadata = export_encoder(args.source, args.output, args.which)
+        else:
+            metadata = export_model_folder(args.source, args.output, args.which, force=args.force)
+    except RepeatsegError as error:
+        return fail(error)
+    except KeyboardInterrupt:
+        print("interrupted (nothing was written)" if as_file else f"interrupted; {args.output} may be incomplete: "
+              "export it again with --force", file=sys.stderr)
+        return 130
+    print(f"wrote {args.output}")
+    print(json.dumps(metadata, indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -23,12 +23,27 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny models and few steps (what the tests run on CPU)")
+    parser.add_argument("--no-bench", action="store_true", help="skip the speed and memory comparison")
+    parser.add_argument("--json", help="also write the results here")
+    return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
 import torch
 
 import repeatseg
 from repeatseg.engine.checks import CheckResult, check_data, training_check
 from repeatseg.engine.distributed import resolve_device, setup
+from repeatseg.errors import DeviceError
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"train_step_ratio": 1.05, "peak_memory_ratio": 1.10, "folded_infer_ratio": 1.01}
@@ -93,7 +108,7 @@ def table(results: list[CheckResult]) -> str:
 def main(args: argparse.Namespace) -> int:
     try:
         device = str(resolve_device(args.device))
-    except RuntimeError as error:
+    except DeviceError as error:
         print(f"error: {error} (run with --device cpu to exercise the same paths on the CPU)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as folder:
@@ -109,14 +124,5 @@ def main(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
-    parser.add_argument("--quick", action="store_true", help="tiny models and few steps (what the tests run on CPU)")
-    parser.add_argument("--no-bench", action="store_true", help="skip the speed and memory comparison")
-    parser.add_argument("--json", help="also write the results here")
-    return parser
-
-
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

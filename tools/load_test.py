@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 import time_units  # noqa: E402  (the unit commands, their extrapolation and the git worktree)
 
 ROOT = time_units.ROOT
@@ -143,4 +143,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 from repeatseg.cli import generate
 from repeatseg.data.digits import SceneStyle, digits_recipe, make_digits
@@ -82,4 +82,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -15,10 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
-
-from repeatseg.data import DataError
-from repeatseg.data.rot_digits import INDEX_FILE, make_rot_digits, read_recipe
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -31,12 +28,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+from repeatseg.data.rot_digits import INDEX_FILE, make_rot_digits, read_recipe
+from repeatseg.errors import RepeatsegError
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         existed = read_recipe(Path(args.output).expanduser()) is not None
         root = make_rot_digits(args.output, args.seed, args.train_per_class, args.test_per_class, progress=True)
         recipe = read_recipe(root)
-    except (DataError, OSError) as error:
+    except RepeatsegError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{'found' if existed else 'wrote'} {root}: {10 * recipe['train_per_class']} train + "
@@ -45,4 +50,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -7,9 +7,24 @@ textured-shape classes, so tests and the demo exercise the real reader.
 from __future__ import annotations
 
 import argparse
-import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--classes", type=int, default=10, help="number of classes (1..20)")
+    parser.add_argument("--per-class", type=int, default=50, help="train images per class")
+    parser.add_argument("--val-per-class", type=int, default=10, help="val images per class")
+    parser.add_argument("--size", type=int, default=96, help="image side in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
 
 from repeatseg.cli import generate
 from repeatseg.data.synthetic import make_synthetic_imagenet
@@ -25,11 +40,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--classes", type=int, default=10, help="number of classes (1..20)")
-    parser.add_argument("--per-class", type=int, default=50, help="train images per class")
-    parser.add_argument("--val-per-class", type=int, default=10, help="val images per class")
-    parser.add_argument("--size", type=int, default=96, help="image side in pixels")
-    parser.add_argument("--seed", type=int, default=0)
-    sys.exit(main(parser.parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -8,10 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
-
-from repeatseg.cli import generate
-from repeatseg.data.synthetic import make_synthetic_voc
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -25,6 +22,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=int, nargs="+", default=list(range(1, 21)),
                         help="object classes to draw (1..20; default all)")
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+from repeatseg.cli import generate
+from repeatseg.data.synthetic import make_synthetic_voc
 
 
 def main(args: argparse.Namespace) -> int:
@@ -45,4 +50,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

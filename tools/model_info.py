@@ -13,11 +13,7 @@ import argparse
 import json
 import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
-
-import repeatseg
-from repeatseg.accounting import accounting_table
-from repeatseg.classifiers import CLASSIFIERS, is_classifier
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -35,11 +31,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+import repeatseg
+from repeatseg.accounting import accounting_table
+from repeatseg.classifiers import CLASSIFIERS, is_classifier
+from repeatseg.errors import ConfigError
+
+
 def main(args: argparse.Namespace) -> int:
     names = list(repeatseg.VARIANTS) if args.all else list(CLASSIFIERS) if args.classifiers else [args.encoder]
     try:
         if args.segmenter and any(map(is_classifier, names)):
-            raise ValueError("--segmenter: the classification-only models (rotcnn_*) are not smp encoders")
+            raise ConfigError("--segmenter: the classification-only models (rotcnn_*) are not smp encoders")
         stats = [repeatseg.describe(n, args.input_size or (None if is_classifier(n) else 512), args.segmenter,
                                     args.classes) for n in names]
     except (ValueError, ImportError) as error:
@@ -55,4 +61,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

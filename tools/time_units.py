@@ -47,7 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,4 +305,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -11,9 +11,8 @@ run folder and flags as train_seg.py.
 from __future__ import annotations
 
 import argparse
-import sys
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 import repeatseg  # noqa: F401  (registers the models)
 from repeatseg.cli import add_common_arguments, run_training
@@ -44,4 +43,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -27,13 +27,12 @@ import json
 import sys
 from pathlib import Path
 
-import _interrupt  # noqa: F401  (first: Ctrl-C while the rest imports exits 130, no traceback)
+import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
 import repeatseg  # noqa: F401  (registers the encoders)
 from repeatseg.config import ConfigError, StudyConfig, load_config
-from repeatseg.data import DataError
 from repeatseg.engine import distributed
-from repeatseg.engine.trainer import NonFiniteLossError
+from repeatseg.errors import MissingFileError, RepeatsegError, exit_code
 from repeatseg.files import FolderClaimedError, claim_run_folder
 from repeatseg.outputs import is_study_folder
 from repeatseg.study import run_study, write_report
@@ -130,7 +129,7 @@ def print_plan(args: argparse.Namespace, study: StudyConfig, study_dir: Path | N
 def check_report_folder(study: StudyConfig, study_dir: Path) -> None:
     """--report-only reads a study folder whose units ran the recipe it reports them under."""
     if not is_study_folder(study_dir):
-        raise FileNotFoundError(f"--report-only {study_dir}: not a study folder (no study.yaml or study marker)")
+        raise MissingFileError(f"--report-only {study_dir}: not a study folder (no study.yaml or study marker)")
     check_study(study, study_dir)
 
 
@@ -166,7 +165,7 @@ def main(args: argparse.Namespace) -> int:
         if args.plan:
             return print_plan(args, study, study_dir, shard_count)
         dist = distributed.setup(args.device or "auto")
-    except (ConfigError, DataError, ValueError, RuntimeError) as error:
+    except RepeatsegError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
@@ -188,15 +187,9 @@ def main(args: argparse.Namespace) -> int:
                 print(f"shard {args.shard}: done with its part; the grid is not complete yet (other shards are "
                       "running or some units are left): the shard that completes it writes the report, "
                       f"or run --report-only --output {study_dir}")
-    except NonFiniteLossError as error:
+    except RepeatsegError as error:  # anything else is a bug: it keeps its traceback
         print(f"error: {error}", file=sys.stderr)
-        return 3
-    except FolderClaimedError as error:
-        print(f"error: another process is writing the report: {error}", file=sys.stderr)
-        return 2
-    except (ConfigError, DataError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_code(error)
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to continue (finished units are kept, the interrupted "
               f"one resumes from its last checkpoint): {study_dir}", file=sys.stderr)
@@ -207,4 +200,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    _interrupt.run(main, get_args_parser())

@@ -32,6 +32,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from ..errors import ConfigError
 from ..layers import regularization_loss
 
 ARCH_LAYERS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
@@ -64,14 +65,14 @@ def parse_options(text: str) -> dict[str, Any]:
     options = {}
     for item in filter(None, (i.strip() for i in items)):
         if "=" not in item:
-            raise ValueError(f"model option {item!r} is not key=value")
+            raise ConfigError(f"model option {item!r} is not key=value")
         key, value = (part.strip() for part in item.split("=", 1))
         if key in options:
-            raise ValueError(f"model option {key!r} is given more than once in [{text}]")
+            raise ConfigError(f"model option {key!r} is given more than once in [{text}]")
         try:
             options[key] = yaml.safe_load(value)
         except yaml.YAMLError as error:
-            raise ValueError(f"model option {item!r}: the value is not plain YAML ({str(error).splitlines()[0]})") from error
+            raise ConfigError(f"model option {item!r}: the value is not plain YAML ({str(error).splitlines()[0]})") from error
     return options
 
 
@@ -83,7 +84,7 @@ def check_options(options: dict | None, read: dict[str, Any], owner: str) -> dic
     unread = sorted(set(options) - set(read))
     if unread:
         reads = f"it reads {', '.join(read)}" if read else "it reads no model options"
-        raise ValueError(f"{owner} does not read model option(s) {', '.join(unread)}; {reads}")
+        raise ConfigError(f"{owner} does not read model option(s) {', '.join(unread)}; {reads}")
     return {**read, **options}
 
 
@@ -140,7 +141,7 @@ class Variant:
         if code is None:
             return None
         if match["base"] is not None and int(match["base"]) < 1:
-            raise ValueError(f"{name}: the base width (_b{match['base']}) must be at least 1")
+            raise ConfigError(f"{name}: the base width (_b{match['base']}) must be at least 1")
         try:
             variant = cls.from_code(f"resnet{match['depth']}", int(match["base"] or 64), code)
         except ValueError:  # fields out of range: not a name of this family

@@ -46,6 +46,7 @@ import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from ..errors import ConfigError
 from ..layers import RepeatConv2d
 from ..layers.partial_tiles import PARTIAL_TILES
 from .base import check_options
@@ -186,7 +187,7 @@ class RepeatRotCNN(RotCNN):
                  options: dict | None = None, **kwargs):
         options = check_options(options, self.OPTIONS, type(self).__name__)
         if options["partial_tiles"] not in PARTIAL_TILES:
-            raise ValueError(f"{type(self).__name__}: partial_tiles {options['partial_tiles']!r} is not one of {PARTIAL_TILES}")
+            raise ConfigError(f"{type(self).__name__}: partial_tiles {options['partial_tiles']!r} is not one of {PARTIAL_TILES}")
         block = functools.partial(repeat_block, parents=tuple(parents), transform=transform, options=options)
         super().__init__(widths, block=block, options=options, **kwargs)
         self.parents, self.transform = tuple(parents), transform

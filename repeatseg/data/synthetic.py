@@ -15,10 +15,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
+from ..errors import ConfigError
+from ..extras import require
 from .generate import generate_once
 from .voc import IGNORE_INDEX, save_mask
+
+ndimage = require("scipy.ndimage", extra="train")
 
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond", "ring")
 TEXTURES = ("stripes", "checker", "dots", "waves")
@@ -131,10 +134,10 @@ def make_synthetic_voc(output: str | Path, num_train: int = 200, num_val: int = 
     again finds it; other arguments over an existing set are refused (``accept`` as there).
     """
     if not classes or not set(classes) <= set(range(1, 21)):
-        raise ValueError(f"classes must be a non-empty subset of 1..20, got {classes}")
+        raise ConfigError(f"classes must be a non-empty subset of 1..20, got {classes}")
     if num_train < 1 or num_val < 1 or not 32 <= min_size <= max_size or seed < 0:
-        raise ValueError(f"need num_train, num_val >= 1, 32 <= min_size <= max_size and seed >= 0; got "
-                         f"{num_train}, {num_val}, {min_size}, {max_size}, seed {seed}")
+        raise ConfigError(f"need num_train, num_val >= 1, 32 <= min_size <= max_size and seed >= 0; got "
+                          f"{num_train}, {num_val}, {min_size}, {max_size}, seed {seed}")
 
     def write(devkit: Path) -> None:
         voc = devkit / "VOC2012"
@@ -171,10 +174,10 @@ def make_synthetic_imagenet(output: str | Path, num_classes: int = 10, per_class
     textured-shape classes (the segmentation classes 1..20) once, atomically and claimed, as
     ``make_synthetic_voc``; returns ``output``."""
     if not 1 <= num_classes <= 20:
-        raise ValueError(f"num_classes must be in 1..20, got {num_classes}")
+        raise ConfigError(f"num_classes must be in 1..20, got {num_classes}")
     if per_class < 1 or val_per_class < 1 or size < 8 or seed < 0:
-        raise ValueError(f"need per_class, val_per_class >= 1, size >= 8 and seed >= 0; got {per_class}, "
-                         f"{val_per_class}, {size}, seed {seed}")
+        raise ConfigError(f"need per_class, val_per_class >= 1, size >= 8 and seed >= 0; got {per_class}, "
+                          f"{val_per_class}, {size}, seed {seed}")
 
     def write(folder: Path) -> None:
         jobs = [(split, label, i) for split, count in (("train", per_class), ("val", val_per_class))

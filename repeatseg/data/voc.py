@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..errors import DataError  # noqa: F401  (re-exported)
+
 NUM_CLASSES = 21
 IGNORE_INDEX = 255
 CLASS_NAMES = (
@@ -40,10 +42,6 @@ EXPECTED_TREE = """expected a Pascal VOC tree, given as any of ROOT, ROOT/VOCdev
     SegmentationClass/<id>.png
     SegmentationClassAug/<id>.png          (only for split train_aug)
     ImageSets/Segmentation/<split>.txt     (train, val, trainval, train_aug)"""
-
-
-class DataError(RuntimeError):
-    """A problem with the data on disk; the message names the file."""
 
 
 def voc_palette() -> np.ndarray:

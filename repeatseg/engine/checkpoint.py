@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint_files import BEST, CHECKPOINT_DIR, MANIFEST, STATE, TENSORBOARD_DIR, WEIGHTS  # noqa: F401  (re-exported)
+from ..errors import CheckpointError  # noqa: F401  (re-exported)
 from ..files import (  # noqa: F401  (re-exported: the engine's one import for file I/O)
     MARKER,
     OWNER_FILE,
@@ -44,9 +45,6 @@ FORMAT = "repeatseg-checkpoint-v1"
 # What a run folder may hold; a fresh run refuses a folder holding anything else.
 RUN_FILES = {"config.yaml", "metrics.jsonl", "metrics.json", CHECKPOINT_DIR, TENSORBOARD_DIR, OWNER_FILE, MARKER}
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed; the message names the file."""
 
 
 def state_bytes(state: dict) -> bytes:

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
-from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
 from ..classifiers import build_classifier_model, is_classifier
@@ -19,6 +18,8 @@ from ..data.digits import ensure_digits
 from ..data.imagenet import ImageFolderClassification, classification_transforms
 from ..data.rot_digits import ROTATION_SETS, make_rot_digits, rotation_datasets
 from ..data.synthetic import accept_for_config, make_synthetic_imagenet
+from ..errors import ConfigError
+from ..extras import require
 from ..layers import cached
 from ..registry import register
 from ..segmenter import options_named
@@ -26,6 +27,8 @@ from ..threads import apply_threads
 from .distributed import DistInfo, ShardSampler, barrier
 from .optim import check_optimizer_name
 from .trainer import begin_run, build_trainer, run_to_end, seed_everything, start_run, uses_channels_last
+
+MulticlassAccuracy = require("torchmetrics.classification", extra="train").MulticlassAccuracy
 
 DEFAULT_LENGTH = {"epochs": 90}  # when a config gives neither epochs nor iters (the paper's ImageNet length)
 
@@ -58,7 +61,7 @@ def build_classifier(name: str, num_classes: int, drop_rate: float = 0.0, option
 def data_root(cfg: ClsConfig, dist: DistInfo) -> Path:
     """The folder holding train/ and val/; generated sets are written first if absent."""
     if not cfg.data.root:
-        raise ValueError("data.root is not set: pass --data-root (the folder holding train/ and val/)")
+        raise ConfigError("data.root is not set: pass --data-root (the folder holding train/ and val/)")
     root = Path(cfg.data.root)
     if cfg.data.dataset == "digits":  # root holds cls/ and seg/ (tools/make_digits.py)
         if dist.is_main:
@@ -81,7 +84,7 @@ def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoade
     """Training and validation loaders; ``model.num_classes`` comes from the class folders when unset."""
     root = data_root(cfg, dist)
     if cfg.train.batch_size % dist.world_size:
-        raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
     if cfg.data.dataset in ROTATION_SETS:  # one-channel digits, the authors' rotation recipe
         train_set, val_set = rotation_datasets(cfg.data.dataset, root, cfg.data.train_split, cfg.data.val_split,
                                                cfg.data.image_size, cfg.data.hflip, cfg.data.vflip, cfg.train.seed)
@@ -95,9 +98,9 @@ def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoade
     if cfg.model.num_classes is None:
         cfg.model.num_classes = found
     elif found != cfg.model.num_classes:
-        raise ValueError(f"{root / cfg.data.train_split} has {found} class folders but model.num_classes is "
-                         f"{cfg.model.num_classes}: remove model.num_classes (--num-classes) from the config to take "
-                         f"the count from the folders, or set it to {found}")
+        raise ConfigError(f"{root / cfg.data.train_split} has {found} class folders but model.num_classes is "
+                          f"{cfg.model.num_classes}: remove model.num_classes (--num-classes) from the config to take "
+                          f"the count from the folders, or set it to {found}")
     if cfg.data.dataset == "digits":  # 5,000 tiny images: decoded once, not every epoch
         train_set.preload()
         val_set.preload()

@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from ..errors import DeviceError
+
 
 @dataclass
 class DistInfo:
@@ -34,9 +36,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:  # torch lists every backend it knows; say which setting it was
-        raise RuntimeError(f"train.device (--device) {name!r} is not a device: give auto, cpu, cuda or cuda:N") from error
+        raise DeviceError(f"train.device (--device) {name!r} is not a device: give auto, cpu, cuda or cuda:N") from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name} requested but CUDA is not available")
+        raise DeviceError(f"device {name} requested but CUDA is not available")
     return device
 
 

@@ -20,6 +20,7 @@ import numbers
 from pathlib import Path
 
 from ..checkpoint_files import TENSORBOARD_DIR
+from ..errors import WriteError
 
 LOGGERS = ("jsonl", "tensorboard")
 METRICS_JSONL = "metrics.jsonl"
@@ -54,7 +55,7 @@ class JsonlSink:
             with open(self.path, "a") as out:
                 out.write(json.dumps(record) + "\n")
         except OSError as error:  # e.g. disk full: name the file
-            raise OSError(error.errno, f"cannot write {self.path}: {error.strerror}") from error
+            raise WriteError(error.errno, f"cannot write {self.path}: {error.strerror}") from error
 
     def images(self, step: int, images: dict) -> None:
         pass

@@ -21,7 +21,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, no_decay: lis
     """Up to four groups: (encoder or not) x (decayed or not). Unknown kinds in ``no_decay`` are an error."""
     unknown = set(no_decay) - set(NO_DECAY_KINDS)
     if unknown:
-        raise ValueError(f"optim.no_decay: unknown kinds {sorted(unknown)}; expected some of {list(NO_DECAY_KINDS)}")
+        raise ConfigError(f"optim.no_decay: unknown kinds {sorted(unknown)}; expected some of {list(NO_DECAY_KINDS)}")
     kinds = parameter_kinds(model)
     groups: dict[tuple[bool, bool], list] = {}
     seen = set()

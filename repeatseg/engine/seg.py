@@ -17,6 +17,7 @@ from ..data import IGNORE_INDEX, DataError, VOCSegmentation, collate_padded, to_
 from ..data.digits import ensure_digits
 from ..data.synthetic import accept_for_config, make_synthetic_voc
 from ..data.voc import mask_png
+from ..errors import ConfigError
 from ..files import atomic_write_bytes
 from ..layers import cached
 from ..metrics import SegmentationMetrics
@@ -47,7 +48,7 @@ def data_root(cfg: SegConfig, dist: DistInfo) -> Path:
     """The VOC-layout root; generated sets (``synthetic``, ``digits``) are written first if absent."""
     root = segmentation_root(cfg)
     if root is None:
-        raise ValueError("data.root is not set: pass --data-root (the folder holding VOCdevkit)")
+        raise ConfigError("data.root is not set: pass --data-root (the folder holding VOCdevkit)")
     if cfg.data.dataset == "digits":
         if dist.is_main:
             ensure_digits(root.parent, progress=shows_bars(cfg.train.log_mode))
@@ -68,15 +69,15 @@ def resolve_classes(cfg: SegConfig, dataset: VOCSegmentation) -> None:
     if cfg.model.classes is not None and cfg.model.classes != len(names):
         source = "data.classes" if cfg.data.classes else \
             f"{dataset.voc_root / 'ImageSets' / 'Segmentation' / 'classes.txt'} (or VOC's 21 without it)"
-        raise ValueError(f"model.classes is {cfg.model.classes} but the dataset has {len(names)} classes, from {source}; "
-                         "remove model.classes to take the dataset's count, or fix the class list")
+        raise ConfigError(f"model.classes is {cfg.model.classes} but the dataset has {len(names)} classes, from {source}; "
+                          "remove model.classes to take the dataset's count, or fix the class list")
     cfg.model.classes, cfg.data.classes = len(names), names
 
 
 def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoader, DataLoader]:
     """Training and validation loaders; also resolves the class list into ``cfg`` (see resolve_classes)."""
     if cfg.train.batch_size % dist.world_size:
-        raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
     train_set = VOCSegmentation(root, cfg.data.split, seed=cfg.train.seed, class_names=cfg.data.classes,
                                 transform=train_transform(cfg.data.crop_size, cfg.data.scale_range, cfg.data.hflip))
     resolve_classes(cfg, train_set)
@@ -85,7 +86,7 @@ def build_loaders(cfg: SegConfig, dist: DistInfo, root: Path) -> tuple[DataLoade
         train_set.preload()
     per_rank = cfg.train.batch_size // dist.world_size
     if len(train_set) < cfg.train.batch_size:
-        raise ValueError(f"split {cfg.data.split!r} has {len(train_set)} images, fewer than one batch of {cfg.train.batch_size}")
+        raise ConfigError(f"split {cfg.data.split!r} has {len(train_set)} images, fewer than one batch of {cfg.train.batch_size}")
     # A seeded DistributedSampler also in one process: the data order depends on (seed, epoch) only.
     sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.train.seed, drop_last=True)
     loader_args = dict(num_workers=cfg.data.workers, pin_memory=dist.device.type == "cuda",

@@ -32,6 +32,7 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from ..config import effective_log_mode, fixed_values, load_config, save_config
+from ..errors import ConfigError, MissingFileError, NonFiniteLossError, OutputExistsError, WriteError  # noqa: F401  (re-exported)
 from ..files import marker_kind, non_finite_keys, weights_bytes, write_marker
 from ..layers import default_regularization_weight, regularization_loss, regularized_layers, sharing_diagnostics
 from ..outputs import enclosing_dataset
@@ -44,10 +45,6 @@ from .optim import build_optimizer, build_scheduler
 # an epoch's loop holds data ... log; evaluation and checkpoints follow it.
 PHASES = {name: f"repeatseg.{name}" for name in ("epoch", "data", "forward", "backward", "optimizer", "log",
                                                   "evaluate", "checkpoint")}
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss (or weights); the last good checkpoint is left as it was."""
 
 
 @dataclass
@@ -87,23 +84,23 @@ def start_run(run_dir: Path, resume: bool, task: str = "train", is_main: bool = 
         if not ckpt.committed(run_dir / "checkpoints"):
             hint = " (its run stopped before its first checkpoint: start it again without --resume)" \
                 if marker_kind(run_dir) == "run" else ""
-            raise FileNotFoundError(f"--resume {run_dir}: no checkpoint to resume from{hint}")
+            raise MissingFileError(f"--resume {run_dir}: no checkpoint to resume from{hint}")
         if marker_kind(run_dir) is None:  # a run from before markers: adopted
             write_marker(run_dir, "run", task=task)
         return
     if ckpt.committed(run_dir / "checkpoints"):
-        raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
+        raise OutputExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --output")
     dataset = enclosing_dataset(run_dir)
     if dataset is not None:
-        raise FileExistsError(f"{run_dir} is inside the dataset {dataset}: choose an --output outside it")
+        raise OutputExistsError(f"{run_dir} is inside the dataset {dataset}: choose an --output outside it")
     kind = marker_kind(run_dir)
     if kind not in (None, "run"):
-        raise FileExistsError(f"{run_dir} is a repeatseg {kind} folder, not a run folder: choose another --output")
+        raise OutputExistsError(f"{run_dir} is a repeatseg {kind} folder, not a run folder: choose another --output")
     own = kind == "run" or _aborted_before_markers(run_dir)
     entries = ckpt.foreign_entries(run_dir) if own else ckpt.folder_entries(run_dir)
     if entries:
         what = "holds files a run does not write" if own else "is not empty and not a repeatseg run folder"
-        raise FileExistsError(f"{run_dir} {what} ({', '.join(entries[:5])}): nothing was written there; choose "
+        raise OutputExistsError(f"{run_dir} {what} ({', '.join(entries[:5])}): nothing was written there; choose "
                               "another --output")
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -138,7 +135,7 @@ def schedule_length(schedule_cfg, steps_per_epoch: int | None, default: dict) ->
     None where ``steps_per_epoch`` is needed and unknown (the study's plan, before the data exist)."""
     epochs, iters = schedule_cfg.epochs, schedule_cfg.iters
     if epochs is not None and iters is not None:
-        raise ValueError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters), not both")
+        raise ConfigError("give exactly one of schedule.epochs (--epochs) and schedule.iters (--iters), not both")
     if epochs is None and iters is None:
         epochs, iters = default.get("epochs"), default.get("iters")
     if iters is not None:
@@ -399,9 +396,9 @@ class Trainer:
         if saved_total is None or saved_total == self.total_steps:
             return None
         if self.total_steps < self.progress.step:
-            raise ValueError(f"{self.run_dir} has already trained {self.progress.step} steps ({self.progress.epoch} "
-                             f"epochs); a schedule of {self.total_steps} steps would have ended before that. "
-                             f"Give a longer --epochs/--iters, or none to keep {saved_total} steps.")
+            raise ConfigError(f"{self.run_dir} has already trained {self.progress.step} steps ({self.progress.epoch} "
+                              f"epochs); a schedule of {self.total_steps} steps would have ended before that. "
+                              f"Give a longer --epochs/--iters, or none to keep {saved_total} steps.")
         if hasattr(self.scheduler, "t_initial"):  # poly and cosine; multistep's milestones do not depend on it
             self.scheduler.t_initial = self.total_steps
         self.scheduler.step_update(self.progress.step)

@@ -27,6 +27,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .transforms import ChildTransform, SwishRepeat, make_transform
 
 PARTIAL_TILES = ("crop", "authors")
@@ -104,7 +105,7 @@ def partial_transform(rule: str, name: str, parent_shape: tuple[int, int, int, i
     """The transform generating a child of ``child_channels`` = (out, in) from a parent of
     ``parent_shape`` = (n, m, k, k) by ``rule`` (``PARTIAL_TILES``); ``options`` go to transform ``name``."""
     if rule not in PARTIAL_TILES:
-        raise ValueError(f"unknown partial_tiles rule {rule!r}; expected one of {PARTIAL_TILES}")
+        raise ConfigError(f"unknown partial_tiles rule {rule!r}; expected one of {PARTIAL_TILES}")
     (n, m), (out_channels, in_channels) = parent_shape[:2], child_channels
     if out_channels < n or in_channels < m:
         raise ValueError(f"a child of {child_channels} channels is narrower than its parent {(n, m)}")
@@ -114,7 +115,7 @@ def partial_transform(rule: str, name: str, parent_shape: tuple[int, int, int, i
         tiles = make_transform(name, math.ceil(out_channels / n), math.ceil(in_channels / m), parent_shape, **options)
         return CroppedTiles(tiles, child_channels)
     if name != "swish":
-        raise ValueError(f"partial_tiles='authors' is the authors' rule for the s transform (swish), not {name!r}: "
-                         "use partial_tiles='crop'")
+        raise ConfigError(f"partial_tiles='authors' is the authors' rule for the s transform (swish), not {name!r}: "
+                          "use partial_tiles='crop'")
     return SwishRemainder(make_transform(name, out_channels // n, in_channels // m, parent_shape, **options),
                           child_channels, parent_shape)

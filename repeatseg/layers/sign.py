@@ -19,6 +19,8 @@ from typing import Optional
 
 import torch
 
+from ..errors import ConfigError
+
 GRADIENT_RULES = ("clamp", "bireal")
 
 
@@ -37,7 +39,7 @@ def surrogate_grad(scores: torch.Tensor, rule: str = "clamp", out: Optional[torc
         return magnitude.le_(1.0)
     if rule == "bireal":  # 2 - 2|s| inside |s| < 1, 0 outside
         return magnitude.mul_(-2.0).add_(2.0).clamp_(min=0.0)
-    raise ValueError("unknown sign gradient rule " + rule + "; expected one of ('clamp', 'bireal')")
+    raise ConfigError("unknown sign gradient rule " + rule + "; expected one of ('clamp', 'bireal')")
 
 
 def sign_ste(scores: torch.Tensor, rule: str = "clamp") -> torch.Tensor:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ..errors import ConfigError
 from .protocol import SharingLayer
 from .sign import GRADIENT_RULES, sign_ste, surrogate_grad
 
@@ -281,8 +282,8 @@ def _swish_init(value) -> tuple[float, float] | str:
     if (isinstance(value, (list, tuple)) and len(value) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         return (float(value[0]), float(value[1]))
-    raise ValueError(f"swish_init {value!r}: expected 'xavier' (the authors' init) or a pair [b1, b2] "
-                     "of numbers (default [2, 0]: pure tiling)")
+    raise ConfigError(f"swish_init {value!r}: expected 'xavier' (the authors' init) or a pair [b1, b2] "
+                      "of numbers (default [2, 0]: pure tiling)")
 
 
 @register_transform
@@ -313,7 +314,7 @@ class FlipRepeat(ChildTransform):
     ):
         super().__init__(tile_out, tile_in)
         if gradient not in GRADIENT_RULES:
-            raise ValueError(f"unknown sign gradient rule {gradient!r}; expected one of {GRADIENT_RULES}")
+            raise ConfigError(f"unknown sign gradient rule {gradient!r}; expected one of {GRADIENT_RULES}")
         self.score_init = tuple(score_init)
         self.gradient = gradient
         self.scores = nn.Parameter(torch.empty(self.score_shape(parent_shape)))
@@ -384,5 +385,5 @@ def make_transform(
 ) -> ChildTransform:
     """Build a registered transform by name; ``options`` go to its constructor."""
     if name not in TRANSFORMS:
-        raise ValueError(f"unknown RepeatNet transform {name!r}; expected one of {tuple(TRANSFORMS)}")
+        raise ConfigError(f"unknown RepeatNet transform {name!r}; expected one of {tuple(TRANSFORMS)}")
     return TRANSFORMS[name](tile_out, tile_in, parent_shape, **options)

@@ -21,6 +21,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DataError
 from ..variants import get_variant
 
 # The paper's Table 3 (their claim, U-Net on Pascal VOC; ResNet-18 encoders pretrained on ImageNet).
@@ -58,14 +59,14 @@ def read_summary(path: Path, required: tuple[str, ...]) -> dict:
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}): the run's summary is damaged; rerun its unit "
-                         "(remove the file to have the study train it again)") from error
+        raise DataError(f"{path} is not valid JSON ({error}): the run's summary is damaged; rerun its unit "
+                        "(remove the file to have the study train it again)") from error
     if not isinstance(summary, dict):
-        raise ValueError(f"{path} holds a {type(summary).__name__}, not a run summary (a JSON object)")
+        raise DataError(f"{path} holds a {type(summary).__name__}, not a run summary (a JSON object)")
     for key in required:
         value = summary.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{path}: {key} is {value!r}, not a finite number")
+            raise DataError(f"{path}: {key} is {value!r}, not a finite number")
     return summary
 
 

@@ -30,9 +30,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+from ..extras import require
 
-matplotlib.use("Agg")
+require("matplotlib", extra="train").use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 

@@ -44,6 +44,7 @@ from ..data.voc import DataError, find_voc_root, read_class_names, read_split
 from ..engine.cls import DEFAULT_LENGTH as CLS_DEFAULT_LENGTH  # the lengths when a recipe sets neither
 from ..engine.seg import DEFAULT_LENGTH as SEG_DEFAULT_LENGTH
 from ..engine.trainer import evaluations, schedule_length
+from ..errors import ConfigError
 from .runner import CellPlan, PretrainPlan, Shard, cls_config_for, plan_units, seg_config_for
 
 TRAIN_FLOPS_PER_MAC = 6  # 2 FLOP per MAC x (1 forward + 2 backward)
@@ -202,7 +203,7 @@ def schedule_steps(schedule, train_size: int | None, batch: int, default: dict) 
     one epoch = floor(split / batch) steps); None where the split size would be needed and is unknown."""
     steps_per_epoch = None if train_size is None else train_size // batch
     if steps_per_epoch == 0:
-        raise ValueError(f"the training split has {train_size} images, fewer than one batch of {batch}")
+        raise ConfigError(f"the training split has {train_size} images, fewer than one batch of {batch}")
     return schedule_length(schedule, steps_per_epoch, default)
 
 
@@ -290,7 +291,7 @@ def plan_costs(study: StudyConfig, study_dir: Path | None = None, images_per_epo
     """One ``UnitCost`` per unit of ``plan_units``, in run order, with its status in ``study_dir``
     (a started unit is costed with the config it started with); without a folder, status "-"."""
     if study.pretrain.enabled and not study.pretrain.config:
-        raise ValueError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
+        raise ConfigError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
     costs = []
     for unit in plan_units(study, study_dir or NO_FOLDER):
         if isinstance(unit, PretrainPlan):
@@ -354,7 +355,7 @@ def tflops_from_bench(path: str | Path) -> float:
         name, size, batch = result["dense"], int(result["input_size"]), int(result["batch"])
         step_s = float(result["train_step_s"]["dense"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"--tflops-from {path}: not a tools/bench.py --json result ({error})") from error
+        raise ConfigError(f"--tflops-from {path}: not a tools/bench.py --json result ({error})") from error
     macs = describe(name, size, segmenter=not is_classifier(name)).macs  # a classifier's bench has no U-Net
     return TRAIN_FLOPS_PER_MAC * macs * batch / step_s / 1e12
 

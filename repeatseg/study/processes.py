@@ -31,6 +31,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ..config import StudyConfig, load_config, save_config
+from ..errors import ConfigError, FolderClaimedError
 from ..threads import default_threads, environment_threads, oversubscription
 
 FOLDER = ".processes"
@@ -177,14 +178,14 @@ def fix_threads(study: StudyConfig, study_dir: Path, registration: Registration,
     try:
         lock.acquire()
     except Timeout as error:
-        raise ValueError(f"{lock.lock_file} has been held for {LOCK_WAIT_S:g} s: if no study process is running "
-                         "on this folder, remove it and start again") from error
+        raise FolderClaimedError(f"{lock.lock_file} has been held for {LOCK_WAIT_S:g} s: if no study process is running "
+                                 "on this folder, remove it and start again") from error
     try:
         recorded = recorded_threads(study_dir)
         if given and recorded and given != recorded and units_started(study_dir):
-            raise ValueError(f"{Path(study_dir) / 'study.yaml'} records train.threads={recorded} and units have run "
-                             f"at that count; --threads {given} would mix thread counts in one study (results change "
-                             "with the count): drop --threads, or start another study folder")
+            raise ConfigError(f"{Path(study_dir) / 'study.yaml'} records train.threads={recorded} and units have run "
+                              f"at that count; --threads {given} would mix thread counts in one study (results change "
+                              "with the count): drop --threads, or start another study folder")
         if not (given or recorded or environment_threads()):
             time.sleep(settle_s)  # shards started together register before any of them counts
         threads = given or recorded or default_threads(registration.live_on_host())

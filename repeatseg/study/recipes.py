@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import StudyConfig
+from ..errors import MixedRecipesError  # noqa: F401  (re-exported)
 from ..recipe import RANDOM_INIT, recipe_of, recorded_recipe
 from ..variants import get_variant
 from ..weights import read_metadata, resolve_weights
 from .runner import cls_config_for, plan_pretraining
-
-
-class MixedRecipesError(ValueError):
-    """The encoders of a study were pretrained with different recipes."""
 
 
 def given_recipe(study: StudyConfig, encoder: str) -> str:

@@ -8,9 +8,9 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+from ..extras import require
 
-matplotlib.use("Agg")
+require("matplotlib", extra="train").use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.transforms  # noqa: E402
 import numpy as np  # noqa: E402

@@ -56,6 +56,7 @@ from ..config import (
     validated,
 )
 from ..engine.distributed import DistInfo, barrier
+from ..errors import OutputExistsError
 from ..files import (
     MARKER,
     OWNER_FILE,
@@ -171,10 +172,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` -> (i, n) with 0 <= i < n; a ValueError that says what is wrong otherwise."""
     index, slash, count = text.partition("/")
     if not slash or not index.strip().isdigit() or not count.strip().isdigit():
-        raise ValueError(f"--shard {text!r}: expected i/n with whole numbers, e.g. 0/4")
+        raise ConfigError(f"--shard {text!r}: expected i/n with whole numbers, e.g. 0/4")
     index, count = int(index), int(count)
     if count < 1 or index >= count:
-        raise ValueError(f"--shard {text}: needs n >= 1 and 0 <= i < n (shards are numbered 0..n-1)")
+        raise ConfigError(f"--shard {text}: needs n >= 1 and 0 <= i < n (shards are numbered 0..n-1)")
     return index, count
 
 
@@ -234,17 +235,17 @@ def check_study_folder(study_dir: Path) -> None:
     """Refuse a study folder that holds other files (a study never writes among a user's files)."""
     dataset = enclosing_dataset(study_dir)
     if dataset is not None:
-        raise FileExistsError(f"{study_dir} is inside the dataset {dataset}: choose an --output outside it")
+        raise OutputExistsError(f"{study_dir} is inside the dataset {dataset}: choose an --output outside it")
     if not study_dir.exists():
         return
     if not study_dir.is_dir():
-        raise FileExistsError(f"{study_dir} is a file, not a study folder")
+        raise OutputExistsError(f"{study_dir} is a file, not a study folder")
     if is_study_folder(study_dir):
         return
     foreign = sorted(p.name for p in study_dir.iterdir()  # another shard's temporaries may be there
                      if p.name not in STUDY_ENTRIES and not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)))
     if foreign:
-        raise FileExistsError(f"{study_dir} is not empty and not a study folder (it holds {', '.join(foreign[:5])}): "
+        raise OutputExistsError(f"{study_dir} is not empty and not a study folder (it holds {', '.join(foreign[:5])}): "
                               "choose another --output")
 
 
@@ -347,10 +348,10 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
 
     shard = shard or Shard()
     if study.pretrain.enabled and not study.pretrain.config:
-        raise ValueError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
+        raise ConfigError("pretrain.enabled needs pretrain.config (a configs/cls/*.yaml recipe)")
     if not study.cells and not study.pretrain.enabled:
-        raise ValueError("cells: false (a classification study) needs pretrain.enabled and pretrain.config: "
-                         "its classification runs are the study")
+        raise ConfigError("cells: false (a classification study) needs pretrain.enabled and pretrain.config: "
+                          "its classification runs are the study")
     planned = planned_threads(study, study_dir)  # part of the recipe: every unit runs at one count
     check_study(at_threads(study, planned), study_dir)  # before anything is written
     recipes = check_recipes(at_threads(study, planned), study_dir)  # one pretraining recipe, or allowed

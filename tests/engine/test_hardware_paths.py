@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tiny import tiny
 
 from repeatseg.engine.checks import training_check
@@ -34,12 +35,27 @@ def test_path_trains_and_its_checkpoint_round_trips(workdir, transform, path):
     assert result.passed, result.detail
 
 
-def test_gpu_check_reports_a_table_and_refuses_a_missing_gpu(tmp_path, capsys, monkeypatch):
+def gpu_check_tool():
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal needs a machine without CUDA")
+def test_gpu_check_refuses_cuda_on_a_machine_without_a_gpu(capsys):
+    tool = gpu_check_tool()
     code = tool.main(tool.get_args_parser().parse_args(["--device", "cuda"]))
-    assert code == 2 and "--device cpu" in capsys.readouterr().err  # this machine has no GPU
+    assert code == 2 and "--device cpu" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_gpu_check_takes_the_cuda_device_of_a_gpu_machine():
+    assert str(gpu_check_tool().resolve_device("cuda")).startswith("cuda")
+
+
+def test_gpu_check_reports_a_table(tmp_path, capsys, monkeypatch):
+    tool = gpu_check_tool()
     monkeypatch.setattr(tool, "training_checks", lambda *args: [tool.CheckResult("amp bf16 (x)", True, "ok", 1.0)])
     code = tool.main(tool.get_args_parser().parse_args(["--device", "cpu", "--quick", "--json", str(tmp_path / "r.json")]))
     out = capsys.readouterr().out

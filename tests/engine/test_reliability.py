@@ -225,10 +225,9 @@ def test_export_never_overwrites_a_checkpoint(finished_run, cli):
 
 
 HOLDER = """
-import importlib.util, sys, time
-spec = importlib.util.spec_from_file_location("files", sys.argv[1])
-files = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(files)
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from repeatseg import files
 with files.claim_run_folder(sys.argv[2]):
     print("claimed", flush=True)
     time.sleep(600)
@@ -237,7 +236,7 @@ with files.claim_run_folder(sys.argv[2]):
 
 def test_a_second_training_on_a_claimed_folder_is_refused(data_root, tmp_path, cli):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ROOT / "repeatseg" / "files.py"), str(run)],
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ROOT), str(run)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "claimed"
