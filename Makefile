@@ -35,9 +35,18 @@ demo: $(STAMP)
 study-demo: $(STAMP)
 	$(PY) tools/transfer_study.py --config configs/study/demo.yaml --output studies/demo
 
-# The digits transfer study (configs/study/digits.yaml): every encoder pretrained and fine-tuned
-# per seed on real digits, CPU, about an hour on 2 cores. Rerun to resume after a kill.
+# The digits study the README quotes (configs/study/digits_precision.yaml): dense 1x/4x, f4, s4, l4, r4,
+# every seed pretrained and fine-tuned on real digits, seeds added until its precision targets are met
+# or its 6 unit-hours are spent; two shards of one thread on one folder (2 cores), into results/digits.
+# Rerun to resume after a kill; then python tools/quote_results.py --study results/digits README.md
+# docs/results/digits.md refreshes the quoted tables.
 study-digits: $(STAMP)
+	$(PY) tools/transfer_study.py --config configs/study/digits_precision.yaml --output results/digits --shard 0/2 --threads 1 & \
+	$(PY) tools/transfer_study.py --config configs/study/digits_precision.yaml --output results/digits --shard 1/2 --threads 1; \
+	wait
+
+# The whole 15-encoder digits grid (configs/study/digits.yaml), 3 seeds, about an hour on 2 cores.
+study-digits-grid: $(STAMP)
 	$(PY) tools/transfer_study.py --config configs/study/digits.yaml --output studies/digits
 
 # Our transforms against f and s with 5 seeds (configs/study/digits_transforms.yaml), reusing the
