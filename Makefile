@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test docs demo study-demo study-digits study-transforms study-rot-digits encoders clean
+.PHONY: install test docs demo study-demo study-digits study-digits-grid study-transforms study-rot-digits encoders clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
