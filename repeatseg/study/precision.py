@@ -29,6 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 QUANTITIES = ("rel_contribution", "gap", "mean")
+#: Fewest seeds per encoder a bootstrap interval is given for: two values resample into at most
+#: three distinct means, an interval far narrower than the uncertainty it should show.
+MIN_BOOTSTRAP_N = 3
 
 
 @dataclass(frozen=True)
@@ -174,11 +177,12 @@ def t_interval(quantity: Quantity, summaries: Mapping[str, Summary], level: floa
 def bootstrap_interval(quantity: Quantity, samples: Mapping[str, Sequence[float]], level: float = 0.95,
                        resamples: int = 9999, seed: int = 0) -> Interval:
     """Bootstrap interval of a relative contribution: seeds resampled within each encoder
-    (``scipy.stats.bootstrap``, BCa, or percentile where BCa is undefined)."""
+    (``scipy.stats.bootstrap``, BCa, or percentile where BCa is undefined); none (nan) while an
+    encoder has fewer than ``MIN_BOOTSTRAP_N`` seeds."""
     from scipy import stats
 
     data = [list(samples.get(name, [])) for name in quantity.encoders]
-    if any(len(d) < 2 for d in data):
+    if any(len(d) < MIN_BOOTSTRAP_N for d in data):
         return Interval(math.nan, math.nan, "bootstrap")
 
     def ratio(model, upper, lower, axis=-1):

@@ -77,3 +77,9 @@ def test_intervals_cover_the_estimate():
     assert gap_interval.method == "t" and gap_interval.low < gap_value < gap_interval.high
     # Student t with few degrees of freedom is wider than the normal +-1.96 SE
     assert gap_interval.high - gap_value > 1.96 * gap_se
+
+
+def test_no_bootstrap_interval_from_two_seeds():
+    two = {"f4": [0.26, 0.30], "d4": [0.35, 0.33, 0.37], "d1": [0.22, 0.19, 0.25]}
+    assert math.isnan(interval(RC, two).low)
+    assert not math.isnan(interval(RC, SEEDS).low)
