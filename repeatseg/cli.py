@@ -1,4 +1,4 @@
-"""What the training tools share on the command line: common flags, their config keys, error exits.
+"""What the training tools share behind the command line: the common flags' config keys, error exits.
 
 Exit codes: 0 done; 2 bad input (a ``repeatseg.RepeatsegError``: config, data, files, a run folder
 in use, disk full), with a one-line message naming the file or key and no traceback; 3 non-finite
@@ -22,38 +22,13 @@ from .files import claim_run_folder, read_marker
 from .outputs import enclosing_dataset, is_run_folder
 from .threads import apply_threads, oversubscription
 
-# flag -> dotted config key, for the flags every training tool has
+# flag -> dotted config key, for the flags every training tool has (defined in tools/_common.py,
+# standard library only so that --help answers before torch loads)
 COMMON_FLAGS = {
     "batch_size": "train.batch_size", "lr": "optim.lr", "workers": "data.workers", "device": "train.device",
     "seed": "train.seed", "amp": "train.amp", "log_mode": "train.log_mode", "output": "output",
     "data_root": "data.root", "threads": "train.threads",
 }
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", action="append", default=[], help="YAML config file(s), later ones win")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config field, e.g. --set optim.lr=0.02 (repeatable)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    parser.add_argument("--data-root", help="dataset root folder")
-    parser.add_argument("--output", help="run folder")
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, help="schedule length in epochs")
-    length.add_argument("--iters", type=int, help="schedule length in iterations")
-    parser.add_argument("--batch-size", type=int, help="total batch size over all processes")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--workers", type=int, help="DataLoader workers per process")
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"],
-                        help="mixed precision (default auto: bf16 on CUDA, fp32 on CPU; bf16/fp16 on any device)")
-    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    parser.add_argument("--log-mode", choices=["bar", "plain", "quiet"], help="progress bar, log lines, or silence")
-    parser.add_argument("--logger", action="append", choices=["jsonl", "tensorboard"],
-                        help="where records go besides metrics.jsonl (always written), repeatable: tensorboard "
-                             "writes <output>/tensorboard/ (train.loggers)")
-    parser.add_argument("--threads", type=int, help="intra-op threads, part of the recipe (default: $OMP_NUM_THREADS, "
-                                                    "else the cores this process may use)")
 
 
 def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[dict]:

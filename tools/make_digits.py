@@ -19,11 +19,8 @@ from pathlib import Path
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
-from repeatseg.cli import generate
-from repeatseg.data.digits import SceneStyle, digits_recipe, make_digits
-from repeatseg.data.generate import holds
-
-DEFAULT = SceneStyle()
+# The scene-style flags default to None and take SceneStyle()'s values in main(): --help needs no import.
+STYLE_FLAGS = ("canvas", "digits", "digit_size", "stroke_dilation", "void_width")
 MAX_CANVAS = 1024  # a scene is a few 22-30 px digits: larger canvases are empty space (and memory)
 
 
@@ -31,17 +28,32 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="folder that will hold cls/ and seg/")
     parser.add_argument("--seed", type=int, default=0, help="fixes the train/held-out split and every scene")
-    parser.add_argument("--canvas", type=int, default=DEFAULT.canvas, help="scene side in pixels")
+    parser.add_argument("--canvas", type=int, help="scene side in pixels")
     parser.add_argument("--train-scenes", type=int, default=2000)
     parser.add_argument("--val-scenes", type=int, default=1000)
-    parser.add_argument("--digits", type=int, nargs=2, default=list(DEFAULT.digits), metavar=("MIN", "MAX"),
-                        help="digits per scene")
-    parser.add_argument("--digit-size", type=int, nargs=2, default=list(DEFAULT.digit_size), metavar=("MIN", "MAX"),
+    parser.add_argument("--digits", type=int, nargs=2, metavar=("MIN", "MAX"), help="digits per scene")
+    parser.add_argument("--digit-size", type=int, nargs=2, metavar=("MIN", "MAX"),
                         help="side of a digit's 28x28 box once scaled, pixels")
-    parser.add_argument("--stroke-dilation", type=int, default=DEFAULT.stroke_dilation,
-                        help="thicken strokes (image and label) by this many pixels")
-    parser.add_argument("--void-width", type=int, default=DEFAULT.void_width, help="void band around strokes, pixels")
+    parser.add_argument("--stroke-dilation", type=int, help="thicken strokes (image and label) by this many pixels")
+    parser.add_argument("--void-width", type=int, help="void band around strokes, pixels")
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+from repeatseg.cli import generate
+from repeatseg.data.digits import SceneStyle, digits_recipe, make_digits
+from repeatseg.data.generate import holds
+
+
+def fill_style_defaults(args: argparse.Namespace) -> None:
+    """Give every scene-style flag not on the command line its ``SceneStyle()`` value."""
+    default = SceneStyle()
+    for flag in STYLE_FLAGS:
+        if getattr(args, flag) is None:
+            setattr(args, flag, getattr(default, flag))
 
 
 def check(args: argparse.Namespace) -> str | None:
@@ -63,6 +75,7 @@ def check(args: argparse.Namespace) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
+    fill_style_defaults(args)
     problem = check(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

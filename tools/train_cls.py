@@ -13,11 +13,7 @@ from __future__ import annotations
 import argparse
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
-
-import repeatseg  # noqa: F401  (registers the models)
-from repeatseg.cli import add_common_arguments, run_training
-from repeatseg.config import ClsConfig
-from repeatseg.engine.cls import train_classification
+from _common import add_common_arguments
 
 FLAGS = {"model": "model.name", "num_classes": "model.num_classes", "val_labels": "data.val_labels",
          "image_size": "data.image_size"}
@@ -31,6 +27,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-labels", help="labels for a flat val/ folder: '<file> <wnid>' lines")
     parser.add_argument("--image-size", type=int, help="train crop and eval size (default 224)")
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+import repeatseg  # noqa: F401  (registers the models)
+from repeatseg.cli import run_training
+from repeatseg.config import ClsConfig
+from repeatseg.engine.cls import train_classification
 
 
 def report(metrics: dict) -> str:

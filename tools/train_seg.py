@@ -16,12 +16,7 @@ from __future__ import annotations
 import argparse
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
-
-import repeatseg  # noqa: F401  (registers the encoders)
-from repeatseg.cli import add_common_arguments, run_training
-from repeatseg.config import SegConfig
-from repeatseg.engine.seg import train_segmentation
-from repeatseg.metrics import format_table
+from _common import add_common_arguments
 
 FLAGS = {"encoder": "model.encoder", "encoder_weights": "model.encoder_weights", "weights_dir": "model.weights_dir",
          "dataset": "data.dataset", "split": "data.split", "crop_size": "data.crop_size"}
@@ -38,6 +33,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", help="training split: train, trainval or train_aug")
     parser.add_argument("--crop-size", type=int)
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+import repeatseg  # noqa: F401  (registers the encoders)
+from repeatseg.cli import run_training
+from repeatseg.config import SegConfig
+from repeatseg.engine.seg import train_segmentation
+from repeatseg.metrics import format_table
 
 
 def main(args: argparse.Namespace) -> int:

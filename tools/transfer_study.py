@@ -29,19 +29,10 @@ from pathlib import Path
 
 import _interrupt  # first: Ctrl-C while the rest imports exits 130, no traceback; run() ends the tool
 
-import repeatseg  # noqa: F401  (registers the encoders)
-from repeatseg.config import ConfigError, StudyConfig, load_config
-from repeatseg.engine import distributed
-from repeatseg.errors import MissingFileError, RepeatsegError, exit_code
-from repeatseg.files import FolderClaimedError, claim_run_folder
-from repeatseg.outputs import is_study_folder
-from repeatseg.study import run_study, write_report
-from repeatseg.study.classification_report import write_classification_report
-from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
-from repeatseg.study.processes import at_recorded_threads, at_threads
-from repeatseg.study.runner import WAIT_S, PretrainPlan, check_study, parse_shard, plan_units, study_complete
-
 REPORT_CLAIM = ".report"  # <study>/.report/ is claimed while a process writes the report
+# repeatseg.study.runner's WAIT_S and POLL_S, written out so that --help needs no import (a test keeps them equal)
+WAIT_MINUTES = 360.0  # how long a cell waits, without progress, for a pretraining another process runs
+POLL_SECONDS = 30.0
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -58,9 +49,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     scale = parser.add_argument_group("scale-out")
     scale.add_argument("--shard", default="0/1", metavar="I/N",
                        help="run only shard I of N (0-based; default 0/1, the whole grid)")
-    scale.add_argument("--wait-minutes", type=float, default=WAIT_S / 60,
+    scale.add_argument("--wait-minutes", type=float, default=WAIT_MINUTES,
                        help="how long a cell waits for a pretraining another process is running (default %(default)g)")
-    scale.add_argument("--poll-seconds", type=float, default=30.0, help="how often it looks (default %(default)g)")
+    scale.add_argument("--poll-seconds", type=float, default=POLL_SECONDS, help="how often it looks (default %(default)g)")
     plan = parser.add_argument_group("plan (prints the bill, trains nothing)")
     plan.add_argument("--plan", action="store_true", help="print images, FLOPs and hours per unit and the totals")
     plan.add_argument("--json", action="store_true", help="with --plan: print JSON instead of tables")
@@ -70,6 +61,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     plan.add_argument("--images-per-epoch", type=int, help="training images of the segmentation split, if not known")
     plan.add_argument("--pretrain-images-per-epoch", type=int, help="training images of the pretraining split")
     return parser
+
+
+if __name__ == "__main__":  # --help and usage errors answer here, before torch and the package load
+    get_args_parser().parse_args()
+
+
+import repeatseg  # noqa: F401  (registers the encoders)
+from repeatseg.config import ConfigError, StudyConfig, load_config
+from repeatseg.engine import distributed
+from repeatseg.errors import MissingFileError, RepeatsegError, exit_code
+from repeatseg.files import FolderClaimedError, claim_run_folder
+from repeatseg.outputs import is_study_folder
+from repeatseg.study import run_study, write_report
+from repeatseg.study.classification_report import write_classification_report
+from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
+from repeatseg.study.processes import at_recorded_threads, at_threads
+from repeatseg.study.runner import PretrainPlan, check_study, parse_shard, plan_units, study_complete
 
 
 def resolve_study(args: argparse.Namespace, study_dir: Path | None) -> StudyConfig:

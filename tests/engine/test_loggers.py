@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from _common import add_common_arguments
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from repeatseg.cli import add_common_arguments, flag_overrides
+from repeatseg.cli import flag_overrides
 from repeatseg.config import ClsConfig, ConfigError, SegConfig, fixed_values, load_config
 from repeatseg.data.synthetic import make_synthetic_voc
 from repeatseg.engine.distributed import setup
