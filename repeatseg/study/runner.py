@@ -82,11 +82,16 @@ class PretrainPlan:
     run_dir: Path
     weights: Path
     export: bool = True  # False in a classification study (cells: false): the run is the result
+    cell_summary: Path | None = None  # its cell's metrics.json: once it exists the weights are no longer needed
     kind = "pretrain"
 
     @property
     def finished(self) -> bool:
-        return self.weights.is_file() if self.export else (self.run_dir / "metrics.json").is_file()
+        """Exported (or, in a classification study, its run finished); also once its cell has
+        finished: a published study keeps no weights, and its pretrainings are not redone."""
+        if not self.export:
+            return (self.run_dir / "metrics.json").is_file()
+        return self.weights.is_file() or (self.cell_summary is not None and self.cell_summary.is_file())
 
     @property
     def started(self) -> bool:
@@ -148,6 +153,8 @@ def pair_units(study: StudyConfig, study_dir: Path, encoder: str, seed: int) -> 
         units.append(pretrain)
     if study.cells:
         units.append(CellPlan(encoder, seed, study_dir / "cells" / encoder / f"seed{seed}", pretrain))
+        if pretrain is not None:
+            pretrain.cell_summary = units[-1].run_dir / "metrics.json"
     return units
 
 

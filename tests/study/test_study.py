@@ -144,6 +144,11 @@ def test_pretraining_runs_per_encoder_and_seed_and_feeds_that_seeds_cell(tmp_pat
     assert [(t["kind"], t["encoder"], t["seed"]) for t in timing][:2] == [("cell", "dense_r18_w1_b8", 0),
                                                                          ("pretrain", "dense_r18_w2_b8", 0)]
     assert all(t["seconds"] >= 0 and "load_before" in t for t in timing)
+    for weights in (tmp_path / "weights").iterdir():  # a published study keeps no weights
+        weights.unlink()
+    calls.clear()
+    runner.run_study(study, tmp_path, runner.DistInfo())
+    assert calls == []  # its finished cells need no pretraining again
 
 
 def _tool():
