@@ -13,6 +13,7 @@ in a Markdown file; a test recomputes them and fails when a file quotes other nu
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -60,6 +61,7 @@ def quoted_tables(study_dir: str | Path) -> str:
     samples = {name: list(values.values()) for name, values in found.items()}
     uncertainty, _ = interval_lines(study, samples, "mIoU" if metric == "miou" else "top-1")
     table = [line for line in uncertainty if line.startswith("|")]
+    pairs = [line for line in comparison_lines(study, samples) if line.startswith("|")]
     records = timing_records(study_dir)
     hours = sum(r["seconds"] for r in records) / 3600
     loads = sorted(r["load_before"] for r in records)
@@ -68,7 +70,28 @@ def quoted_tables(study_dir: str | Path) -> str:
     summary = (f"{len(records)} units, {hours:.2f} unit-hours (of a budget of {study.budget_unit_hours:g}), "
                f"median 1-minute load {loads[len(loads) // 2]:.1f} when units started; "
                f"{met} of {len(state.shortfalls)} precision targets met." if records else "no units run yet.")
-    return "\n".join([*lines, "", *table, "", summary])
+    return "\n".join([*lines, "", *table, "", *pairs, "", summary])
+
+
+def comparison_lines(study: StudyConfig, samples: dict[str, list[float]]) -> list[str]:
+    """Every pair of sharing encoders of one width: their metric's gap with a 95 % t interval
+    (Welch), e.g. f4 - r4 (what f's learned bits buy over random signs) and s4 - f4."""
+    from ..variants import get_variant
+    from .precision import Quantity, Summary, t_interval, value_and_se
+
+    shared = [name for name in study.encoders if get_variant(name).contrast is not None]
+    lines = ["| comparison | gap (points) | SE | 95 % CI | n |", "|---|---|---|---|---|"]
+    for first, second in itertools.combinations(shared, 2):
+        if get_variant(first).width != get_variant(second).width:
+            continue
+        quantity = Quantity("gap", (first, second))
+        summaries = {name: Summary.of(samples.get(name, [])) for name in quantity.encoders}
+        value, se = value_and_se(quantity, summaries)
+        ci = t_interval(quantity, summaries)
+        interval = "-" if not math.isfinite(ci.low) else f"[{_points(ci.low)}, {_points(ci.high)}]"
+        lines.append(f"| {first} - {second} | {_points(value)} | {_points(se, 2)} | {interval} "
+                     f"| {summaries[first].n}, {summaries[second].n} |")
+    return lines if len(lines) > 2 else []
 
 
 def _share(value: float | None) -> str:
@@ -77,7 +100,7 @@ def _share(value: float | None) -> str:
 
 def marker_pattern(name: str) -> re.Pattern:
     """The begin/end markers of study ``name`` (e.g. ``results/digits``) and what lies between."""
-    return re.compile(rf"(<!-- {re.escape(name)}: begin[^>]*-->\n)(.*?)(\n<!-- {re.escape(name)}: end -->)", re.S)
+    return re.compile(rf"(<!-- {re.escape(name)}: begin[^>]*-->\n)(.*?)\n?(<!-- {re.escape(name)}: end -->)", re.S)
 
 
 def quoted_in(text: str, name: str) -> list[str]:
@@ -87,4 +110,4 @@ def quoted_in(text: str, name: str) -> list[str]:
 
 def requote(text: str, name: str, tables: str) -> str:
     """``text`` with every block between ``name``'s markers replaced by ``tables``."""
-    return marker_pattern(name).sub(lambda m: m.group(1) + tables + m.group(3), text)
+    return marker_pattern(name).sub(lambda m: m.group(1) + tables + "\n" + m.group(3), text)
