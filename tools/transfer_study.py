@@ -77,7 +77,7 @@ from repeatseg.study import run_study, write_report
 from repeatseg.study.classification_report import write_classification_report
 from repeatseg.study.plan import format_plan, make_shard, plan_costs, plan_json, tflops_from_bench
 from repeatseg.study.processes import at_recorded_threads, at_threads
-from repeatseg.study.runner import PretrainPlan, check_study, parse_shard, plan_units, study_complete
+from repeatseg.study.runner import PretrainPlan, check_study, parse_shard, plan_units, resolve_config_paths, study_complete
 
 
 def resolve_study(args: argparse.Namespace, study_dir: Path | None) -> StudyConfig:
@@ -89,7 +89,7 @@ def resolve_study(args: argparse.Namespace, study_dir: Path | None) -> StudyConf
         where = f" and no {study_dir / 'study.yaml'} to reuse" if study_dir is not None else ""
         raise ConfigError(f"no --config given{where}")
     overrides = [{"output": str(study_dir)}] if study_dir is not None else []
-    study = load_config(StudyConfig, files, overrides, args.set)
+    study = resolve_config_paths(load_config(StudyConfig, files, overrides, args.set), Path(files[-1]))
     if args.data_root:
         study.seg_sets = [*study.seg_sets, f"data.root={args.data_root}"]
     if args.device:

@@ -194,6 +194,25 @@ def plan_pretraining(study: StudyConfig, study_dir: Path) -> list[PretrainPlan]:
     return [unit for unit in plan_units(study, study_dir) if isinstance(unit, PretrainPlan)]
 
 
+def find_config(path: str | None, study_file: Path) -> str | None:
+    """``path`` as given where it exists from the current folder (or is absolute); otherwise the
+    first of the study file's folder and its parents that holds it (a study in configs/study/
+    names configs/seg/... from the repository root): a study runs from any folder."""
+    if not path or Path(path).is_absolute() or Path(path).exists():
+        return path
+    for folder in [study_file.resolve().parent, *study_file.resolve().parents]:
+        if (folder / path).exists():
+            return str(folder / path)
+    return path  # reported as missing where it is read
+
+
+def resolve_config_paths(study: StudyConfig, study_file: Path) -> StudyConfig:
+    """``study`` with ``seg_config`` and ``pretrain.config`` found from ``study_file`` (``find_config``)."""
+    study.seg_config = find_config(study.seg_config, study_file)
+    study.pretrain.config = find_config(study.pretrain.config, study_file)
+    return study
+
+
 def cell_weights(study: StudyConfig, cell: CellPlan) -> str | None:
     """The encoder weights a cell starts from: its pretraining's export, else the study's ``weights``."""
     return str(cell.pretrain.weights) if cell.pretrain else study.weights.get(cell.encoder, study.weights.get("default"))

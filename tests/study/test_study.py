@@ -218,3 +218,17 @@ def test_paired_gap_removes_a_shared_seed_effect():
     paired, paired_se, pairs = paired_gap(wide, {**base, 9: 0.5})  # seed 9 has no partner
     assert pairs == 4 and paired == pytest.approx(unpaired) == pytest.approx(0.05)
     assert paired_se == pytest.approx(0.01 * (4 / 3) ** 0.5 / 2) and paired_se < unpaired_se / 5  # sd / sqrt(n)
+
+
+def test_a_study_finds_its_nested_configs_from_any_folder(tmp_path, monkeypatch):
+    from repeatseg.study.runner import resolve_config_paths
+
+    monkeypatch.chdir(tmp_path)  # not the repository
+    study = load_config(StudyConfig, [ROOT / "configs/study/digits_precision.yaml"])
+    resolved = resolve_config_paths(study, ROOT / "configs/study/digits_precision.yaml")
+    assert Path(resolved.seg_config) == ROOT / "configs/seg/digits.yaml"
+    assert Path(resolved.pretrain.config) == ROOT / "configs/cls/digits.yaml"
+    monkeypatch.chdir(ROOT)  # from the repository the paths stay as written (study.yaml records them)
+    again = resolve_config_paths(load_config(StudyConfig, ["configs/study/digits_precision.yaml"]),
+                                 Path("configs/study/digits_precision.yaml"))
+    assert again.seg_config == "configs/seg/digits.yaml"
