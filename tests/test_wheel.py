@@ -37,9 +37,9 @@ assert repeatseg.describe("repeat_r18_f4").stored_floats > 0
 present = [name for name in {EXTRAS_ONLY!r} if importlib.util.find_spec(name) is not None]
 assert not present, present
 try:
-    import repeatseg.engine
+    import repeatseg.data.presets  # the training augmentations: albumentations, of the train extra
 except ImportError as error:
-    print("engine:", error)
+    print("presets:", error)
 """
 
 
@@ -120,4 +120,4 @@ def test_core_install_builds_the_encoders_without_the_training_extras(core_env):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run([core_env, "-c", CHECK], capture_output=True, text=True, env=env, cwd=core_env.parents[1])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "pip install 'repeatseg[train]'" in result.stdout  # the engine names the extra it needs
+    assert "pip install 'repeatseg[train]'" in result.stdout  # a training module names the extra it needs
