@@ -100,9 +100,11 @@ class Progress:
         return all(short <= 1 for _, short in self.shortfalls)
 
 
-def progress(study: StudyConfig, study_dir: Path) -> Progress:
+def progress(study: StudyConfig, study_dir: Path, found: dict[str, dict[int, float]] | None = None) -> Progress:
+    """``found``: ``results(study, study_dir)`` when the caller has read it already."""
     quantities = quantities_of(study.targets, study.encoders)
-    summaries = {name: Summary.of(list(values.values())) for name, values in results(study, study_dir).items()}
+    found = results(study, study_dir) if found is None else found
+    summaries = {name: Summary.of(list(values.values())) for name, values in found.items()}
     return Progress([(q, shortfall(q, summaries)) for q in quantities], spent_unit_hours(study_dir))
 
 
@@ -149,13 +151,13 @@ def choose(study: StudyConfig, study_dir: Path) -> Choice:
                 continue
             return Choice("run", pair, claim, "unfinished and not held: taken over")
         pending[pair.encoder] = pending.get(pair.encoder, 0) + 1
-    state = progress(study, study_dir)
+    found = results(study, study_dir)
+    state = progress(study, study_dir, found)
     if state.met:
         return Choice("stop", why="every target is met")
     if study.budget_unit_hours is not None and state.spent_hours >= study.budget_unit_hours:
         return Choice("stop", why=f"the budget of {study.budget_unit_hours:g} unit-hours is spent "
                                   f"({state.spent_hours:.2f} h)")
-    found = results(study, study_dir)
     summaries = {name: Summary.of(list(values.values())) for name, values in found.items()}
     hours = pair_hours(study_dir)
     typical = statistics.fmean(hours.values()) if hours else 1.0

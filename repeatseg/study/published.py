@@ -14,7 +14,6 @@ in a Markdown file; a test recomputes them and fails when a file quotes other nu
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import statistics
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from ..config import StudyConfig, load_config
 from .adaptive import metric_of, progress, results, timing_records
+from .aggregate import read_top1
 from .runner import plan_pretraining, plan_units
 from .validity import diagnostics, interval_lines
 
@@ -46,9 +46,8 @@ def quoted_tables(study_dir: str | Path) -> str:
     found = results(study, study_dir)
     top1: dict[str, list[float]] = {}
     for unit in plan_pretraining(study, study_dir):
-        path = unit.run_dir / "metrics.json"
-        if path.is_file():
-            top1.setdefault(unit.encoder, []).append(json.loads(path.read_text())["top1"])
+        if (value := read_top1(unit.run_dir)) is not None:
+            top1.setdefault(unit.encoder, []).append(value)
     checks = diagnostics(study, study_dir, plan_units(study, study_dir))
     metric = metric_of(study)
     lines = [f"| encoder | n | {'mIoU' if metric == 'miou' else 'top-1'} (mean ± sd, %) | pretrained top-1 (%) "

@@ -406,15 +406,7 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
             say(dist, f"{label}[{mine.index(unit) + 1}/{len(mine)}] {unit.kind} {unit.encoder} seed {unit.seed}: "
                       f"{'resuming' if unit.started else 'starting'} | done {len(mine) - len(left)}, "
                       f"left {len(left)}, ETA {_eta(left, durations)}")
-            processes = registration.say_if_crowded(threads, lambda text: say(dist, f"{label}{text}"))
-            start, load_before = time.perf_counter(), os.getloadavg()[0]
-            if isinstance(unit, PretrainPlan):
-                run_pretrain(study, unit, dist)
-            else:
-                run_cell(study, unit, dist)
-            seconds = time.perf_counter() - start
-            durations[unit.kind].append(seconds)
-            log_timing(study_dir, unit, seconds, load_before, dist, shard, processes)
+            run_unit(study, study_dir, unit, dist, shard, registration, threads, label, durations)
         finally:
             queue.release()
     left = [u for u in mine if not u.finished]
@@ -424,6 +416,17 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
         run_targets(study, study_dir, dist, shard, registration, threads, label, durations, poll_s)
         units = plan_units(study, study_dir)
     return units
+
+
+def run_unit(study: StudyConfig, study_dir: Path, unit, dist: DistInfo, shard: Shard, registration, threads: int,
+             label: str, durations: dict[str, list[float]]) -> None:
+    """Run one unit (said if the host is crowded), then log its wall time and load (``log_timing``)."""
+    processes = registration.say_if_crowded(threads, lambda text: say(dist, f"{label}{text}"))
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
+    (run_pretrain if isinstance(unit, PretrainPlan) else run_cell)(study, unit, dist)
+    seconds = time.perf_counter() - start
+    durations[unit.kind].append(seconds)
+    log_timing(study_dir, unit, seconds, load_before, dist, shard, processes)
 
 
 def run_targets(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard, registration, threads: int,
@@ -451,12 +454,7 @@ def run_targets(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shar
             for unit in pair.units:
                 if unit.finished:
                     continue
-                processes = registration.say_if_crowded(threads, lambda text: say(dist, f"{label}{text}"))
-                start, load_before = time.perf_counter(), os.getloadavg()[0]
-                (run_pretrain if isinstance(unit, PretrainPlan) else run_cell)(study, unit, dist)
-                seconds = time.perf_counter() - start
-                durations[unit.kind].append(seconds)
-                log_timing(study_dir, unit, seconds, load_before, dist, shard, processes)
+                run_unit(study, study_dir, unit, dist, shard, registration, threads, label, durations)
         finally:
             if choice is not None:
                 choice.claim.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import StudyConfig
 from ..variants import get_variant
+from .adaptive import timing_records
 from .precision import Quantity, Summary, goal_se, interval, quantities_of, value_and_se
 
 
@@ -94,10 +95,7 @@ def _mean_of(values: list[float]) -> float | None:
 
 def diagnostics(study: StudyConfig, study_dir: Path, units: list) -> dict[str, dict]:
     """encoder -> {moved after pretraining / fine-tuning (share, mean over runs), spreads, seconds, load}."""
-    records = []
-    path = study_dir / "timing.jsonl"
-    if path.is_file():
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = timing_records(study_dir)
     found: dict[str, dict] = {}
     for name in study.encoders:
         entry: dict = {}
