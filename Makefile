@@ -15,9 +15,12 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 install: $(STAMP)
 
 # pytest includes tests/test_docs.py: the generated pages are current and the site builds strictly.
+# One pytest-xdist worker per core, one thread each (tests/conftest.py), a test file per worker at a
+# time (module fixtures are built once); TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 test: $(STAMP)
 	$(PY) -m ruff check repeatseg tools tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The documentation site (mkdocs.yml, docs/) into site/; offline, warnings are errors. Regenerate the
 # encoder table and the config reference first with $(PY) tools/gen_docs.py when the code changed.

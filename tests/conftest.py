@@ -1,5 +1,13 @@
-import pytest
-import torch
+import os
+
+# `make test` runs the suite in one pytest-xdist worker per core: each worker (and every process its
+# tests start, which inherit this) computes on one intra-op thread, so the workers share the cores
+# instead of oversubscribing them (docs/results/speed.md: oversubscribed, throughput collapses).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import tests.tool_loader  # noqa: F401  (puts tools/ on sys.path, as running a tool does)
 
@@ -8,6 +16,10 @@ def pytest_runtest_setup(item):
     """A test marked ``gpu`` needs a CUDA device: without one it is skipped, so the suite passes on any machine."""
     if item.get_closest_marker("gpu") is not None and not torch.cuda.is_available():
         pytest.skip("needs a CUDA device (pytest marker gpu)")
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

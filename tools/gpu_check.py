@@ -81,8 +81,8 @@ def ddp_check(workdir: Path) -> CheckResult:
 
 def bench_check(device: str, quick: bool) -> CheckResult:
     """tools/bench.py for f-RepeatNet 4x against its dense twin, in a fresh process."""
-    args = ["--encoder", "repeat_r18_f4_b16" if quick else "repeat_r18_f4", "--device", device,
-            "--input-size", "128" if quick else "512", "--batch", "2" if quick else "8",
+    args = ["--encoder", "repeat_r18_f4_b8" if quick else "repeat_r18_f4", "--device", device,
+            "--input-size", "64" if quick else "512", "--batch", "2" if quick else "8",
             "--repeats", "2" if quick else "10", "--steps", "1" if quick else "3", "--warmup", "1"]
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "bench.json"
