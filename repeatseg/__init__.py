@@ -8,6 +8,10 @@ family's grammar (``repeat_r18_f4_b16``, ``repeat_resnet18_c4``, ``[options]``) 
 time smp or timm looks it up (``repeatseg.registry.NamesOnDemand``).
 """
 
+from .openmp import wait_briefly
+
+wait_briefly()  # before torch loads OpenMP (repeatseg/openmp.py: no collapse beside other work)
+
 from . import backbones, encoders  # noqa: F401  (registration side effects)
 from .accounting import ModelStats, describe
 from .backbones import RepeatResNet, ResNetBackbone, Variant

@@ -5,9 +5,11 @@ code 130 instead of a traceback; the tools catch a later Ctrl-C themselves (and 
 ``run(main, parser)`` parses the command line and runs ``main``: an error repeatseg raises on purpose
 (``repeatseg.RepeatsegError``: a bad config, missing data, a damaged checkpoint, a missing extra) is
 printed as one line with exit code 2 (3 for a non-finite loss); any other exception is a bug and
-keeps its traceback. Nothing here imports torch, so ``--help`` stays fast.
+keeps its traceback. Nothing here imports torch, so ``--help`` stays fast; it sets OpenMP's brief
+waits before torch loads (``repeatseg/openmp.py``, read from the package without importing it).
 """
 
+import importlib.util
 import sys
 
 
@@ -43,4 +45,16 @@ def run(main, parser) -> None:
     sys.exit(code)
 
 
+def _wait_briefly() -> None:
+    package = importlib.util.find_spec("repeatseg")  # finds the package without running its __init__
+    if package is None or not package.submodule_search_locations:
+        return
+    path = f"{package.submodule_search_locations[0]}/openmp.py"
+    spec = importlib.util.spec_from_file_location("_repeatseg_openmp", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.wait_briefly()
+
+
 sys.excepthook = _one_line_for_ctrl_c
+_wait_briefly()
