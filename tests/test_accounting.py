@@ -85,6 +85,7 @@ def test_model_info_json_for_all_encoders():
     assert f4 == repeatseg.describe("repeat_r18_f4").as_dict()
 
 
+@pytest.mark.slow
 def test_model_info_table_and_unknown_name():
     table = _run("--all", "--segmenter", "--input-size", "256")
     assert table.returncode == 0 and "repeat_r34_f8" in table.stdout and "256x256" in table.stdout

@@ -30,6 +30,7 @@ def rendered(gen_docs):
     return gen_docs.render()  # the encoder table describes every registered encoder: render once
 
 
+@pytest.mark.slow
 def test_generated_pages_match_the_code(rendered):
     stale = [page for page, text in rendered.items() if (ROOT / "docs" / page).read_text() != text]
     assert not stale, f"stale generated pages (run python tools/gen_docs.py): {stale}"

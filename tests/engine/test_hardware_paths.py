@@ -28,6 +28,7 @@ PATHS = [("flip", dict(amp="bf16")), ("swish", dict(amp="bf16")), ("flip", dict(
          ("swish", dict(channels_last=True)), ("flip", dict(compile=True))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transform, path", PATHS, ids=[f"{t}-{next(iter(p))}" for t, p in PATHS])
 def test_path_trains_and_its_checkpoint_round_trips(workdir, transform, path):
     encoder = tiny("resnet18", 2, transform).name
@@ -54,6 +55,7 @@ def test_gpu_check_takes_the_cuda_device_of_a_gpu_machine():
     assert str(gpu_check_tool().resolve_device("cuda")).startswith("cuda")
 
 
+@pytest.mark.slow
 def test_gpu_check_reports_a_table(tmp_path, capsys, monkeypatch):
     tool = gpu_check_tool()
     monkeypatch.setattr(tool, "training_checks", lambda *args: [tool.CheckResult("amp bf16 (x)", True, "ok", 1.0)])

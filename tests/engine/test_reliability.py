@@ -122,6 +122,7 @@ def test_checkpoint_commit_survives_a_kill_before_any_rename(tmp_path, monkeypat
     assert call == (9 if best_improves else 7)  # staged files + manifest, then each rename into place
 
 
+@pytest.mark.slow
 def test_kill_loop_resumes_to_the_uninterrupted_weights(data_root, tmp_path):
     """SIGKILL at random moments (seeded), half of them just after a checkpoint write began;
     every kill is resumed, and the run ends with the uninterrupted run's weights and log."""

@@ -46,6 +46,7 @@ def test_loop_seconds_add_up_the_logged_windows(time_units, tmp_path):
     assert steps == 30 and seconds == pytest.approx(20 * 10 / 100 + 10 * 10 / 50)
 
 
+@pytest.mark.slow
 def test_a_comparison_of_the_tree_with_itself_finds_the_same_weights(time_units, tiny_digits, tmp_path, capsys):
     args = time_units.get_args_parser().parse_args(
         ["--kinds", "pretrain", "--repeats", "1", "--steps", "2", "--data-root", str(tiny_digits),

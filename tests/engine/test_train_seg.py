@@ -42,6 +42,7 @@ def config(data_root, output, *sets):
     return load_config(SegConfig, sets=[*base, *sets])
 
 
+@pytest.mark.slow
 def test_tiny_training_learns_well_above_chance(data_root, tmp_path):
     cfg = config(data_root, tmp_path / "run", "schedule.epochs=12", "train.eval_every=12")
     metrics = train_segmentation(cfg, tmp_path / "run", setup("cpu"))
@@ -149,6 +150,7 @@ def test_cli_errors_name_the_problem(data_root, tmp_path, cli):
     assert code == 2 and "missing" in err
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_run(data_root, tmp_path):
     run = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")

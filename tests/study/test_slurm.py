@@ -166,6 +166,7 @@ def timing(study_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+@pytest.mark.slow
 def test_the_study_array_runs_every_unit_once_and_its_rerun_resumes_a_cancelled_task(cluster, tiny_digits, tmp_path):
     study_dir, logs = tmp_path / "study", tmp_path / "logs"
     logs.mkdir()
@@ -220,6 +221,7 @@ def test_the_study_array_runs_every_unit_once_and_its_rerun_resumes_a_cancelled_
         assert "all 4 units finished" in text and "starting" not in text and "report:" not in text, text
 
 
+@pytest.mark.slow
 def test_two_torchruns_meet_at_one_rendezvous_and_train_what_one_node_trains(cluster, tiny_digits, tmp_path):
     train = ["tools/train_seg.py", "--config", "configs/seg/digits.yaml", "--data-root", str(tiny_digits),
              "--set", "schedule.iters=4", "--set", "schedule.warmup_iters=0", "--set", "train.batch_size=4",
