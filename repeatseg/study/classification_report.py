@@ -270,6 +270,21 @@ def gap_lines(runs: list[Run], rows: list[Row]) -> list[str]:
             "|---|---|---|---|---|---|---|---|", *lines, ""]
 
 
+def table_lines(rows: list[Row]) -> list[str]:
+    """Table 4's form: one line per model (the report's table, and what the README quotes)."""
+    lines = ["| model | n | top-1 last | top-1 best | rel. contr. (last) | 95 % CI | rel. contr. (best) | 95 % CI "
+             "| share of dense | paper top-1 | paper rel. contr. | params | MMACs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r.model} ({r.label}) | {r.n} | {_pct(r.last_mean, r.last_se, 2)} | {_pct(r.best_mean, r.best_se, 2)} "
+            f"| {_pct(r.rel_contribution_last, r.rel_contribution_last_se)} | {_interval(r.rel_contribution_last_ci)} "
+            f"| {_pct(r.rel_contribution_best, r.rel_contribution_best_se)} | {_interval(r.rel_contribution_best_ci)} "
+            f"| {_pct(r.share_of_dense_last, r.share_of_dense_last_se)} | {_pct(r.paper_top1)} "
+            f"| {_pct(r.paper_rel_contribution)} | {r.trainable_params:,} | {r.macs / 1e6:.1f} |")
+    return lines
+
+
 def markdown(rows: list[Row], runs: list[Run], study: StudyConfig, recipe: ClsConfig, study_dir: Path) -> str:
     data = recipe.data
     lines = [
@@ -286,17 +301,8 @@ def markdown(rows: list[Row], runs: list[Run], study: StudyConfig, recipe: ClsCo
         "Share of dense: (s-RepeatNet - vanilla) / (dense FLOP-matched - vanilla). MACs per image at "
         f"{data.image_size}x{data.image_size} (of the folded model); parameters as trained. The paper's columns are "
         "its own claims (rot-MNIST, 12,000 training digits, one run each), not reproduced here.", "",
-        "| model | n | top-1 last | top-1 best | rel. contr. (last) | 95 % CI | rel. contr. (best) | 95 % CI "
-        "| share of dense | paper top-1 | paper rel. contr. | params | MMACs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *table_lines(rows),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.model} ({r.label}) | {r.n} | {_pct(r.last_mean, r.last_se, 2)} | {_pct(r.best_mean, r.best_se, 2)} "
-            f"| {_pct(r.rel_contribution_last, r.rel_contribution_last_se)} | {_interval(r.rel_contribution_last_ci)} "
-            f"| {_pct(r.rel_contribution_best, r.rel_contribution_best_se)} | {_interval(r.rel_contribution_best_ci)} "
-            f"| {_pct(r.share_of_dense_last, r.share_of_dense_last_se)} | {_pct(r.paper_top1)} "
-            f"| {_pct(r.paper_rel_contribution)} | {r.trainable_params:,} | {r.macs / 1e6:.1f} |")
     lines += ["", *gap_lines(runs, rows), *timing_lines(study_dir), "## Figures", ""]
     captions = {FIGURES[0]: "Test top-1 after every epoch, mean over seeds (band: ± SE).",
                 FIGURES[1]: "Last-epoch top-1 (± SE) against MACs per image; hollow: the paper's Table 4."}
@@ -352,13 +358,18 @@ def _finish(fig, ax, xlabel: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_classification_report(study: StudyConfig, study_dir: Path) -> list[Row]:
-    """Aggregate every finished run of the study and (re)write results, figures and report.md."""
+def study_rows(study: StudyConfig, study_dir: Path) -> tuple[list[Run], list[Row], ClsConfig]:
+    """Every finished run of the study (from its own files), the rows they give, and the recipe."""
     runs = [run for unit in plan_pretraining(study, study_dir)
             if (run := read_run(unit.run_dir, unit.encoder, unit.seed)) is not None]
     recipe = load_config(ClsConfig, [Path(runs[0].run_dir) / "config.yaml"]) if runs else \
         load_config(ClsConfig, [study.pretrain.config], sets=study.pretrain.sets)
-    rows = summarise(runs, study.encoders, recipe.data.image_size)
+    return runs, summarise(runs, study.encoders, recipe.data.image_size), recipe
+
+
+def write_classification_report(study: StudyConfig, study_dir: Path) -> list[Row]:
+    """Aggregate every finished run of the study and (re)write results, figures and report.md."""
+    runs, rows, recipe = study_rows(study, study_dir)
     with open(study_dir / "results.csv", "w", newline="") as out:
         writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()

@@ -43,6 +43,8 @@ def quoted_tables(study_dir: str | Path) -> str:
     time of the study in ``study_dir``, as Markdown (deterministic: the bootstrap is seeded)."""
     study_dir = Path(study_dir)
     study = load_config(StudyConfig, [study_dir / "study.yaml"])
+    if not study.cells:
+        return classification_tables(study, study_dir)
     found = results(study, study_dir)
     top1: dict[str, list[float]] = {}
     for unit in plan_pretraining(study, study_dir):
@@ -61,15 +63,33 @@ def quoted_tables(study_dir: str | Path) -> str:
     uncertainty, _ = interval_lines(study, samples, "mIoU" if metric == "miou" else "top-1")
     table = [line for line in uncertainty if line.startswith("|")]
     pairs = [line for line in comparison_lines(study, samples) if line.startswith("|")]
-    records = timing_records(study_dir)
-    hours = sum(r["seconds"] for r in records) / 3600
-    loads = sorted(r["load_before"] for r in records)
     state = progress(study, study_dir)
     met = sum(short <= 1 for _, short in state.shortfalls)
-    summary = (f"{len(records)} units, {hours:.2f} unit-hours (of a budget of {study.budget_unit_hours:g}), "
-               f"median 1-minute load {loads[len(loads) // 2]:.1f} when units started; "
-               f"{met} of {len(state.shortfalls)} precision targets met." if records else "no units run yet.")
-    return "\n".join([*lines, "", *table, "", *pairs, "", summary])
+    summary = cost_line(study, study_dir)
+    if summary:
+        summary += f"; {met} of {len(state.shortfalls)} precision targets met."
+    return "\n".join([*lines, "", *table, "", *pairs, "", summary or "no units run yet."])
+
+
+def classification_tables(study: StudyConfig, study_dir: Path) -> str:
+    """A classification study's (``cells: false``) Table-4 rows and gaps, as its report gives them."""
+    from .classification_report import gap_lines, study_rows, table_lines
+
+    runs, rows, _ = study_rows(study, study_dir)
+    gaps = [line for line in gap_lines(runs, rows) if line.startswith("|")]
+    return "\n".join([*table_lines(rows), "", *gaps, "", (cost_line(study, study_dir) or "no units run yet") + "."])
+
+
+def cost_line(study: StudyConfig, study_dir: Path) -> str:
+    """How many units ran, their unit-hours and the median load they started at ('' before any)."""
+    records = timing_records(study_dir)
+    if not records:
+        return ""
+    hours = sum(r["seconds"] for r in records) / 3600
+    loads = sorted(r["load_before"] for r in records)
+    budget = f" (of a budget of {study.budget_unit_hours:g})" if study.budget_unit_hours else ""
+    return (f"{len(records)} units, {hours:.2f} unit-hours{budget}, "
+            f"median 1-minute load {loads[len(loads) // 2]:.1f} when units started")
 
 
 def comparison_lines(study: StudyConfig, samples: dict[str, list[float]]) -> list[str]:

@@ -53,6 +53,18 @@ def test_classification_study_trains_every_pair_and_writes_table_4(tiny_study):
     assert (study_dir / "results.csv").read_text().splitlines()[0].startswith("model,label,kind,n,last_mean")
 
 
+def test_the_quoted_table_is_the_reports_recomputed_from_the_runs(tiny_study):
+    from repeatseg.study.published import quoted_tables
+
+    _, _, study_dir, _ = tiny_study
+    quoted = quoted_tables(study_dir)
+    table = [line for line in quoted.splitlines() if line.startswith("| rotcnn_")]
+    assert [line.split(" | ")[1] for line in table[:2]] == ["2", "2"]  # n of vanilla and s_c4
+    report = (study_dir / "report.md").read_text()
+    assert all(line in report for line in table)  # the same rows the report shows
+    assert quoted.endswith("when units started.") and quoted.splitlines()[-1].startswith("4 units, ")
+
+
 def test_rerunning_a_finished_classification_study_trains_nothing(tiny_study):
     _, config, study_dir, tool = tiny_study
     timing = (study_dir / "timing.jsonl").read_text()
@@ -136,10 +148,11 @@ def test_authors_config_holds_the_lr_ten_epochs_then_decays_it_by_0_8_per_epoch(
 
 
 def test_cpu_recipe_keeps_the_authors_schedule_shape():
-    lrs = _epoch_lrs("configs/cls/rot_digits.yaml")
-    held = len(lrs) // 3
-    assert lrs[:held] == pytest.approx([1e-3] * held) and lrs[held] < lrs[held - 1]
-    assert lrs[-1] / lrs[0] == pytest.approx(0.8 ** 20, rel=0.1)
+    lrs, authors = _epoch_lrs("configs/cls/rot_digits.yaml"), _epoch_lrs("configs/cls/rot_mnist_authors.yaml")
+    held = next(i for i, lr in enumerate(lrs) if lr < lrs[0])
+    assert held >= len(lrs) / 3 and all(b < a for a, b in zip(lrs[held - 1:], lrs[held:]))  # held, then decays
+    assert lrs[-1] / lrs[0] == pytest.approx(authors[-1] / authors[0], rel=0.1)  # to the authors' final factor
+    assert statistics.fmean(lrs) / lrs[0] == pytest.approx(statistics.fmean(authors) / authors[0], abs=0.1)
     study = load_config(StudyConfig, ["configs/study/rot_digits.yaml"])
     assert not study.cells and study.pretrain.enabled and len(study.seeds) >= 3
     assert {"rotcnn_vanilla", "rotcnn_c4", "rotcnn_s_c4", "rotcnn_c8", "rotcnn_s_c8"} <= set(study.encoders)
