@@ -17,7 +17,6 @@ included), so a unit already running when the budget runs out still finishes.
 
 from __future__ import annotations
 
-import json
 import statistics
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from ..config import StudyConfig
 from ..files import FolderClaimedError, claim_run_folder
-from .aggregate import read_summary
+from .aggregate import read_summary, timing_records
 from .precision import Quantity, Summary, next_encoder, quantities_of, shortfall
 from .runner import pair_units, plan_units
 
@@ -64,13 +63,6 @@ def results(study: StudyConfig, study_dir: Path) -> dict[str, dict[int, float]]:
         if (unit.run_dir / "metrics.json").is_file() and pair.encoder in found:  # (a published study has no weights)
             found[pair.encoder][pair.seed] = read_summary(unit.run_dir / "metrics.json", (metric,))[metric]
     return found
-
-
-def timing_records(study_dir: Path) -> list[dict]:
-    path = study_dir / "timing.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def spent_unit_hours(study_dir: Path) -> float:

@@ -247,3 +247,11 @@ def paper_relative_contribution(name: str) -> float | None:
     if not upper or not lower:
         return None
     return (PAPER_TABLE3[name]["miou"] - lower["miou"]) / (upper["miou"] - lower["miou"])
+
+
+def timing_records(study_dir: Path) -> list[dict]:
+    """The study's ``timing.jsonl``: one record per unit run (seconds, load, threads, shard, host)."""
+    path = study_dir / "timing.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

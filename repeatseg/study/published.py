@@ -20,8 +20,8 @@ import statistics
 from pathlib import Path
 
 from ..config import StudyConfig, load_config
-from .adaptive import metric_of, progress, results, timing_records
-from .aggregate import read_top1
+from .adaptive import metric_of, progress, results
+from .aggregate import read_top1, timing_records
 from .runner import plan_pretraining, plan_units
 from .validity import diagnostics, interval_lines
 

@@ -32,6 +32,7 @@ from .aggregate import (  # noqa: E402
                         read_cell,
                         read_top1,
                         summarise,
+                        timing_records,
 )
 from .recipes import describe, encoder_recipes  # noqa: E402
 from .runner import plan_cells, plan_pretraining, plan_units  # noqa: E402
@@ -340,10 +341,7 @@ def classification_lines(rows: list[Row]) -> list[str]:
 
 def timing_lines(study_dir: Path) -> list[str]:
     """Total and per-kind wall time of the units run, with the machine load seen around them."""
-    path = study_dir / "timing.jsonl"
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = timing_records(study_dir)
     if not records:
         return []
     total = sum(r["seconds"] for r in records)

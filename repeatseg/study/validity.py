@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import StudyConfig
 from ..variants import get_variant
-from .adaptive import timing_records
+from .aggregate import timing_records
 from .precision import Quantity, Summary, goal_se, interval, quantities_of, value_and_se
 
 
