@@ -20,7 +20,7 @@ install: $(STAMP)
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 test: $(STAMP)
 	$(PY) -m ruff check repeatseg tools tests
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The documentation site (mkdocs.yml, docs/) into site/; offline, warnings are errors. Regenerate the
 # encoder table and the config reference first with $(PY) tools/gen_docs.py when the code changed.
@@ -61,11 +61,17 @@ study-transforms: $(STAMP)
 
 # Table 4 on rotated real digits (configs/study/rot_digits.yaml): vanilla CNN, RE-CNN C4/C8, their
 # s-RepeatNet and a dense FLOP-matched CNN x 3 seeds, classification only, two shards of one thread
-# on one folder (2 cores, about an hour; --plan prints the bill), into results/rot_digits.
+# on one folder (2 cores, about 80 minutes; --plan prints the bill), into results/rot_digits.
+# Then every run's last checkpoint is evaluated again under the authors' test protocol (test digits
+# only padded: data.eval_resample=false) and the report pairs the two (tools/eval_cls.py).
 study-rot-digits: $(STAMP)
 	$(PY) tools/transfer_study.py --config configs/study/rot_digits.yaml --output results/rot_digits --shard 0/2 --threads 1 & \
 	$(PY) tools/transfer_study.py --config configs/study/rot_digits.yaml --output results/rot_digits --shard 1/2 --threads 1; \
 	wait
+	for run in results/rot_digits/pretrain/*/seed*; do \
+	  $(PY) tools/eval_cls.py --run $$run --which last --threads 1 --set data.eval_resample=false \
+	    --output $$run/eval_authors --force || exit 1; done
+	$(PY) tools/transfer_study.py --config configs/study/rot_digits.yaml --output results/rot_digits --report-only --threads 1
 
 encoders: $(STAMP)
 	$(PY) tools/model_info.py --all --segmenter

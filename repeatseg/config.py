@@ -170,6 +170,8 @@ class ClsDataConfig:
     scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = 0.5
     vflip: float = 0.0  # rot_digits / mnist_rot only (the authors' MNIST-rot recipe: hflip and vflip 0.5)
+    # rot_digits / mnist_rot only: eval digits resampled like the training ones (false: only padded, the authors')
+    eval_resample: bool = True
     color_jitter: float = 0.0
     # torchvision RandomAffine before the crop (the authors' code: degrees 20, scale [0.8, 1.2], shear 20); {} = off
     affine: dict = field(default_factory=dict)

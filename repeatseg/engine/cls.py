@@ -87,7 +87,8 @@ def build_loaders(cfg: ClsConfig, dist: DistInfo) -> tuple[DataLoader, DataLoade
         raise ConfigError(f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes")
     if cfg.data.dataset in ROTATION_SETS:  # one-channel digits, the authors' rotation recipe
         train_set, val_set = rotation_datasets(cfg.data.dataset, root, cfg.data.train_split, cfg.data.val_split,
-                                               cfg.data.image_size, cfg.data.hflip, cfg.data.vflip, cfg.train.seed)
+                                               cfg.data.image_size, cfg.data.hflip, cfg.data.vflip, cfg.train.seed,
+                                               eval_resample=cfg.data.eval_resample)
     else:
         train_tf, eval_tf = classification_transforms(cfg.data.image_size, cfg.data.crop_pct, cfg.data.scale,
                                                       cfg.data.hflip, cfg.data.color_jitter, cfg.data.affine)

@@ -50,7 +50,8 @@ CSV_COLUMNS = ["model", "label", "kind", "n", "last_mean", "last_se", "best_mean
                "rel_contribution_last", "rel_contribution_last_se", "rel_contribution_last_ci_low",
                "rel_contribution_last_ci_high", "rel_contribution_best", "rel_contribution_best_se",
                "rel_contribution_best_ci_low", "rel_contribution_best_ci_high", "share_of_dense_last",
-               "share_of_dense_last_se", "trainable_params", "packed_bytes", "macs", "paper_top1",
+               "share_of_dense_last_se", "share_of_dense_last_ci_low", "share_of_dense_last_ci_high",
+               "trainable_params", "packed_bytes", "macs", "paper_top1",
                "paper_rel_contribution"]
 
 
@@ -154,6 +155,7 @@ class Row:
     rel_contribution_best_ci: tuple[float, float] | None
     share_of_dense_last: float | None
     share_of_dense_last_se: float | None
+    share_of_dense_last_ci: tuple[float, float] | None
     contrast: tuple[str, str] | None
     trainable_params: int
     packed_bytes: int
@@ -165,9 +167,8 @@ class Row:
 
     def csv_values(self) -> dict:
         values = dataclasses.asdict(self)
-        for which in ("last", "best"):
-            interval = values.pop(f"rel_contribution_{which}_ci") or (None, None)
-            values[f"rel_contribution_{which}_ci_low"], values[f"rel_contribution_{which}_ci_high"] = interval
+        for name in ("rel_contribution_last", "rel_contribution_best", "share_of_dense_last"):
+            values[f"{name}_ci_low"], values[f"{name}_ci_high"] = values.pop(f"{name}_ci") or (None, None)
         return values
 
 
@@ -200,6 +201,7 @@ def summarise(runs: list[Run], models: list[str], input_size: int) -> list[Row]:
         dense = getattr(variant, "flop_matched_dense", None)
         wide, base = last.get(dense.name if dense else "", []), last.get(variant.reference.name, [])
         share, share_se = relative_contribution(last[name], wide, base) if wide and base and last[name] else (None, None)
+        share_ci = fieller_interval(last[name], wide, base) if share is not None else None
         numbers = describe(name, input_size)
         contrast = None if variant.contrast is None else tuple(v.name for v in variant.contrast)
         rows.append(Row(
@@ -209,7 +211,7 @@ def summarise(runs: list[Run], models: list[str], input_size: int) -> list[Row]:
             best_epoch_mean=statistics.fmean([r.best_epoch for r in mine]) if mine else math.nan,
             rel_contribution_last=rc_last, rel_contribution_last_se=rc_last_se, rel_contribution_last_ci=rc_last_ci,
             rel_contribution_best=rc_best, rel_contribution_best_se=rc_best_se, rel_contribution_best_ci=rc_best_ci,
-            share_of_dense_last=share, share_of_dense_last_se=share_se, contrast=contrast,
+            share_of_dense_last=share, share_of_dense_last_se=share_se, share_of_dense_last_ci=share_ci, contrast=contrast,
             trainable_params=numbers.trainable_params, packed_bytes=numbers.packed_bytes, macs=numbers.macs,
             paper_top1=getattr(variant, "paper_top1", None),
             paper_rel_contribution=getattr(variant, "paper_rel_contribution", None),
@@ -270,6 +272,65 @@ def gap_lines(runs: list[Run], rows: list[Row]) -> list[str]:
             "|---|---|---|---|---|---|---|---|", *lines, ""]
 
 
+ALTERNATE_PREFIX = "eval_"  # a run's <prefix><name>/metrics.json: tools/eval_cls.py --which last --output
+
+
+def alternate_evaluations(runs: list[Run]) -> dict[str, dict[tuple[str, int], float]]:
+    """name -> {(model, seed): top-1} of every run's last checkpoint evaluated again under another
+    protocol (``tools/eval_cls.py --run RUN --which last --set ... --output RUN/eval_<name>``)."""
+    found: dict[str, dict[tuple[str, int], float]] = {}
+    for run in runs:
+        for path in sorted(Path(run.run_dir).glob(f"{ALTERNATE_PREFIX}*/metrics.json")):
+            record = json.loads(path.read_text())
+            if record.get("which") != "last":  # the study's numbers are the last epoch's
+                continue
+            found.setdefault(path.parent.name[len(ALTERNATE_PREFIX):], {})[(run.model, run.seed)] = float(record["top1"])
+    return found
+
+
+def protocol_lines(runs: list[Run], rows: list[Row]) -> list[str]:
+    """The same last-epoch models under each alternate protocol: top-1, the paired difference
+    (the study's protocol - the alternate; the same model and test digits, so only the protocol
+    differs), its SE and paired-t 95 % interval, and the relative contribution under it."""
+    lines = []
+    for name, values in alternate_evaluations(runs).items():
+        per_model = {r.model: [values[(x.model, x.seed)] for x in runs if x.model == r.model and (x.model, x.seed) in values]
+                     for r in rows}
+        body = []
+        for row in rows:
+            pairs = [(x.last, values[(x.model, x.seed)]) for x in runs if x.model == row.model and (x.model, x.seed) in values]
+            if not pairs:
+                continue
+            differences = [a - b for a, b in pairs]
+            mean, se = statistics.fmean(differences), _se(differences)
+            if len(pairs) > 1:
+                half = scipy_stats.t.ppf(0.975, len(pairs) - 1) * se
+                ci = f"[{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]"
+            else:
+                ci = "-"
+            rc, rc_se, rc_ci = _contribution(row.model, per_model)
+            study_values = [a for a, _ in pairs]
+            body.append(f"| {row.model} | {len(pairs)} | {_pct(statistics.fmean(study_values), _se(study_values), 2)} "
+                        f"| {_pct(statistics.fmean(per_model[row.model]), _se(per_model[row.model]), 2)} "
+                        f"| {100 * mean:+.2f} | {_pct(se, digits=2)} | {ci} | {_pct(rc, rc_se)} | {_interval(rc_ci)} |")
+        lines += [f"## The same models under another test protocol: `{name}`", "",
+                  f"Each run's last checkpoint evaluated again (`{ALTERNATE_PREFIX}{name}/metrics.json`, "
+                  "tools/eval_cls.py): top-1 in %, mean ± SE; the difference is paired by run (the study's protocol - "
+                  f"`{name}`), with its SE and paired-t 95 % interval; rel. contr. as in the table, under `{name}`.", "",
+                  f"| model | n | top-1 (study) | top-1 ({name}) | difference | SE | 95 % CI | rel. contr. ({name}) "
+                  "| 95 % CI |", "|---|---|---|---|---|---|---|---|---|", *body, ""]
+    return lines
+
+
+def _share_of_dense(row: Row) -> str:
+    """The share of the dense control's gain, or "unresolved" when that gain (its denominator) is
+    not resolved at 95 % (Fieller's interval unbounded): a ratio to about zero says nothing."""
+    ci = row.share_of_dense_last_ci
+    if ci is not None and (math.isinf(ci[0]) or math.isinf(ci[1])):
+        return "unresolved"
+    return _pct(row.share_of_dense_last, row.share_of_dense_last_se)
+
+
 def table_lines(rows: list[Row]) -> list[str]:
     """Table 4's form: one line per model (the report's table, and what the README quotes)."""
     lines = ["| model | n | top-1 last | top-1 best | rel. contr. (last) | 95 % CI | rel. contr. (best) | 95 % CI "
@@ -280,7 +341,7 @@ def table_lines(rows: list[Row]) -> list[str]:
             f"| {r.model} ({r.label}) | {r.n} | {_pct(r.last_mean, r.last_se, 2)} | {_pct(r.best_mean, r.best_se, 2)} "
             f"| {_pct(r.rel_contribution_last, r.rel_contribution_last_se)} | {_interval(r.rel_contribution_last_ci)} "
             f"| {_pct(r.rel_contribution_best, r.rel_contribution_best_se)} | {_interval(r.rel_contribution_best_ci)} "
-            f"| {_pct(r.share_of_dense_last, r.share_of_dense_last_se)} | {_pct(r.paper_top1)} "
+            f"| {_share_of_dense(r)} | {_pct(r.paper_top1)} "
             f"| {_pct(r.paper_rel_contribution)} | {r.trainable_params:,} | {r.macs / 1e6:.1f} |")
     return lines
 
@@ -291,19 +352,21 @@ def markdown(rows: list[Row], runs: list[Run], study: StudyConfig, recipe: ClsCo
         "# Classification study: how much of a rotation-equivariant CNN's gain is repetition (Table 4)", "",
         *recipe_lines(study, study_dir),
         f"Recipe `{study.pretrain.config}` ({data.dataset}, {data.train_split} -> {data.val_split}, "
-        f"{recipe.schedule.epochs} epochs, batch {recipe.train.batch_size}, flips h {data.hflip} / v {data.vflip}); "
+        f"{recipe.schedule.epochs} epochs, batch {recipe.train.batch_size}, flips h {data.hflip} / v {data.vflip}, "
+        f"test digits {'resampled like the training ones' if data.eval_resample else 'only padded'}); "
         f"seeds {study.seeds}. Each seed trains every model from its own initialisation with the same data order "
         "and augmentations; the data set, its split and the angles are fixed.", "",
         "Top-1 in %, mean ± standard error over seeds (n runs), of the last epoch and of the best epoch (chosen on "
         "the test split itself: biased upwards; the paper does not say which it reports). Rel. contribution = "
         "(M - lower) / (upper - lower) on the seed means with (upper, lower) = (RE-CNN of the same group, vanilla "
         "CNN), ± its first-order SE, and Fieller's 95 % interval (unbounded when the RE-CNN's gain is not resolved). "
-        "Share of dense: (s-RepeatNet - vanilla) / (dense FLOP-matched - vanilla). MACs per image at "
+        "Share of dense: (s-RepeatNet - vanilla) / (dense FLOP-matched - vanilla), \"unresolved\" when the dense "
+        "control's own gain is not resolved (Fieller's interval unbounded). MACs per image at "
         f"{data.image_size}x{data.image_size} (of the folded model); parameters as trained. The paper's columns are "
         "its own claims (rot-MNIST, 12,000 training digits, one run each), not reproduced here.", "",
         *table_lines(rows),
     ]
-    lines += ["", *gap_lines(runs, rows), *timing_lines(study_dir), "## Figures", ""]
+    lines += ["", *gap_lines(runs, rows), *protocol_lines(runs, rows), *timing_lines(study_dir), "## Figures", ""]
     captions = {FIGURES[0]: "Test top-1 after every epoch, mean over seeds (band: ± SE).",
                 FIGURES[1]: "Last-epoch top-1 (± SE) against MACs per image; hollow: the paper's Table 4."}
     for name in FIGURES:

@@ -67,17 +67,19 @@ def quoted_tables(study_dir: str | Path) -> str:
     met = sum(short <= 1 for _, short in state.shortfalls)
     summary = cost_line(study, study_dir)
     if summary:
-        summary += f"; {met} of {len(state.shortfalls)} precision targets met."
+        summary += f"; {met} of {len(state.shortfalls)} precision targets met." if state.shortfalls else "."
     return "\n".join([*lines, "", *table, "", *pairs, "", summary or "no units run yet."])
 
 
 def classification_tables(study: StudyConfig, study_dir: Path) -> str:
     """A classification study's (``cells: false``) Table-4 rows and gaps, as its report gives them."""
-    from .classification_report import gap_lines, study_rows, table_lines
+    from .classification_report import gap_lines, protocol_lines, study_rows, table_lines
 
     runs, rows, _ = study_rows(study, study_dir)
     gaps = [line for line in gap_lines(runs, rows) if line.startswith("|")]
-    return "\n".join([*table_lines(rows), "", *gaps, "", (cost_line(study, study_dir) or "no units run yet") + "."])
+    protocols = [line for line in protocol_lines(runs, rows) if line.startswith("|")]
+    return "\n".join([*table_lines(rows), "", *gaps, *(["", *protocols] if protocols else []), "",
+                      (cost_line(study, study_dir) or "no units run yet") + "."])
 
 
 def cost_line(study: StudyConfig, study_dir: Path) -> str:

@@ -155,8 +155,8 @@ def test_amat_reader_reads_the_mnist_rot_format(tmp_path):
         read_mnist_rot(tmp_path, "train")
 
 
-def test_eval_transform_only_pads_and_train_transform_keeps_size_and_range():
-    train, evaluation = rotation_transforms(29, hflip=0.5, vflip=0.5)
+def test_authors_eval_transform_only_pads_and_train_transform_keeps_size_and_range():
+    train, evaluation = rotation_transforms(29, hflip=0.5, vflip=0.5, eval_resample=False)
     image = np.random.default_rng(0).uniform(0, 1, size=(28, 28)).astype(np.float32)
     padded = evaluation(Image.fromarray(image, mode="F"))
     assert padded.shape == (1, 29, 29)
@@ -166,6 +166,25 @@ def test_eval_transform_only_pads_and_train_transform_keeps_size_and_range():
     assert augmented.shape == (1, 29, 29) and augmented.min() >= -1e-6 and augmented.max() <= 1 + 1e-6
     names = [type(t).__name__ for t in rotation_transforms(29, hflip=0.0, vflip=0.0)[0].transforms]
     assert "RandomHorizontalFlip" not in names and "RandomVerticalFlip" not in names and "RandomRotation" in names
+
+
+def test_default_eval_transform_resamples_like_training_without_rotation_or_flips():
+    train, evaluation = rotation_transforms(29, hflip=0.0, vflip=0.0)
+    image = np.zeros((28, 28), np.float32)
+    image[8:20, 13:15] = 1.0  # a sharp vertical stroke
+    resampled = evaluation(Image.fromarray(image, mode="F"))
+    padded = rotation_transforms(29, eval_resample=False)[1](Image.fromarray(image, mode="F"))
+    assert resampled.shape == padded.shape == (1, 29, 29)
+    # blurred like the training path (two bilinear resamplings) but not moved: same centre of mass
+    assert resampled.max() < 1 and (resampled > 0).sum() > (padded > 0).sum()
+    grid = torch.arange(29.0)
+    for image_tensor in (resampled, padded):
+        mass = image_tensor[0].sum()
+        centre = ((image_tensor[0].sum(1) * grid).sum() / mass, (image_tensor[0].sum(0) * grid).sum() / mass)
+        assert abs(centre[1] - 13.5) < 0.6 and abs(centre[0] - 13.5) < 0.6
+    names = [type(t).__name__ for t in evaluation.transforms]
+    assert names == ["Pad", "Resize", "Resize", "ToTensor"]
+    assert [type(t).__name__ for t in train.transforms] == ["Pad", "Resize", "RandomRotation", "Resize", "ToTensor"]
 
 
 def test_augmentation_depends_on_seed_epoch_and_index_only(small_set):

@@ -65,6 +65,37 @@ def test_the_quoted_table_is_the_reports_recomputed_from_the_runs(tiny_study):
     assert quoted.endswith("when units started.") and quoted.splitlines()[-1].startswith("4 units, ")
 
 
+def test_eval_cls_measures_the_same_models_under_the_authors_test_protocol(tiny_study, capsys):
+    """tools/eval_cls.py re-evaluates a run's last checkpoint with --set (here the authors' pad-only
+    test digits); the report pairs it with the study's own last-epoch top-1 run by run."""
+    from repeatseg.study.classification_report import alternate_evaluations, protocol_lines, read_run
+    from tests.tool_loader import load_tool
+
+    _, config, study_dir, _ = tiny_study
+    tool = load_tool("eval_cls")
+    runs = []
+    for model in ("rotcnn_vanilla", "rotcnn_s_c4"):
+        for seed in (0, 1):
+            run_dir = study_dir / "pretrain" / model / f"seed{seed}"
+            again = ["--run", str(run_dir), "--which", "last", "--threads", "1"]
+            assert tool.main(tool.get_args_parser().parse_args(again)) == 0  # the study's own protocol
+            assert json.loads(capsys.readouterr().out.splitlines()[-1])["top1"] == pytest.approx(
+                json.loads((run_dir / "metrics.json").read_text())["top1"])
+            assert tool.main(tool.get_args_parser().parse_args(
+                [*again, "--set", "data.eval_resample=false", "--output", str(run_dir / "eval_authors")])) == 0
+            runs.append(read_run(run_dir, model, seed))
+    record = json.loads((study_dir / "pretrain/rotcnn_s_c4/seed1/eval_authors/metrics.json").read_text())
+    assert record["which"] == "last" and record["sets"] == ["data.eval_resample=false"] and record["images"] == 10
+    values = alternate_evaluations(runs)["authors"]
+    assert set(values) == {(m, s) for m in ("rotcnn_vanilla", "rotcnn_s_c4") for s in (0, 1)}
+    rows = summarise(runs, ["rotcnn_vanilla", "rotcnn_s_c4"], 29)
+    table = [line for line in protocol_lines(runs, rows) if line.startswith("| rotcnn_s_c4")]
+    difference = statistics.fmean(r.last - values[(r.model, r.seed)] for r in runs if r.model == "rotcnn_s_c4")
+    assert table and table[0].split(" | ")[4] == f"{100 * difference:+.2f}"
+    bad = tool.main(tool.get_args_parser().parse_args(["--run", str(study_dir), "--which", "last"]))
+    assert bad != 0 and "config.yaml" in capsys.readouterr().err  # the study folder is not a run
+
+
 def test_rerunning_a_finished_classification_study_trains_nothing(tiny_study):
     _, config, study_dir, tool = tiny_study
     timing = (study_dir / "timing.jsonl").read_text()
@@ -117,6 +148,23 @@ def test_relative_contribution_has_the_delta_se_and_a_fieller_interval_around_it
     assert rows["rotcnn_vanilla"].last_se == pytest.approx(statistics.stdev(values["rotcnn_vanilla"]) / math.sqrt(3))
 
 
+def test_share_of_dense_is_unresolved_when_the_dense_control_gains_nothing(monkeypatch):
+    from repeatseg.study import classification_report
+
+    monkeypatch.setattr(classification_report, "describe", lambda name, size: type(
+        "Stats", (), {"trainable_params": 1, "packed_bytes": 4, "macs": 10})())
+    values = {"rotcnn_vanilla": [0.690, 0.695, 0.685], "rotcnn_c4": [0.895, 0.90, 0.89],
+              "rotcnn_s_c4": [0.72, 0.73, 0.71], "rotcnn_dense_c4": [0.69, 0.70, 0.68]}
+    rows = {r.model: r for r in summarise(_runs(values), list(values), 29)}
+    assert rows["rotcnn_s_c4"].share_of_dense_last_ci == (-math.inf, math.inf)
+    line = next(line for line in classification_report.table_lines(list(rows.values())) if "rotcnn_s_c4" in line)
+    assert "| unresolved |" in line and "14.6" in line  # (0.72 - 0.69) / (0.895 - 0.69), the rel. contribution
+    values["rotcnn_dense_c4"] = [0.80, 0.81, 0.79]  # a resolved dense gain: the share is a number
+    rows = {r.model: r for r in summarise(_runs(values), list(values), 29)}
+    assert rows["rotcnn_s_c4"].share_of_dense_last == pytest.approx(0.03 / 0.11)
+    assert math.isfinite(rows["rotcnn_s_c4"].share_of_dense_last_ci[1])
+
+
 def test_fieller_interval_is_unbounded_when_the_gain_it_divides_by_is_not_resolved():
     assert fieller_interval([0.91, 0.93, 0.92], [0.905, 0.93, 0.90], [0.90, 0.92, 0.91]) == (-math.inf, math.inf)
     assert fieller_interval([0.9], [0.95, 0.96], [0.9, 0.91]) is None
@@ -143,6 +191,7 @@ def test_authors_config_holds_the_lr_ten_epochs_then_decays_it_by_0_8_per_epoch(
     cfg = load_config(ClsConfig, ["configs/cls/rot_mnist_authors.yaml"])
     assert (cfg.optim.name, cfg.optim.weight_decay, cfg.optim.no_decay, cfg.optim.clip_grad_norm) == ("adam", 1e-7, [], 1.0)
     assert (cfg.train.batch_size, cfg.train.amp, cfg.train.eval_every, cfg.data.dataset) == (64, "none", 1, "mnist_rot")
+    assert cfg.data.eval_resample is False  # the authors pad the test digits only
     expected = [1e-3 * 0.8 ** max(0, epoch - 9) for epoch in range(30)]  # the authors' LambdaLR
     assert _epoch_lrs("configs/cls/rot_mnist_authors.yaml") == pytest.approx(expected, rel=1e-6)
 
