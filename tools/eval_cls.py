@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         if metadata.get("task") != "classification":
             raise CheckpointError(f"{weights} is not a classification checkpoint (train_cls.py)")
         if args.output:  # before anything is evaluated
-            check_owned_folder(args.output, "eval", args.force, "--output")
+            check_owned_folder(args.output, "eval", args.force, "--output", dataset=cfg.data.root)
         apply_threads(cfg.train)
         dist = distributed.setup(args.device or cfg.train.device)
     except RepeatsegError as error:

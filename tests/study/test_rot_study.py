@@ -94,6 +94,12 @@ def test_eval_cls_measures_the_same_models_under_the_authors_test_protocol(tiny_
     assert table and table[0].split(" | ")[4] == f"{100 * difference:+.2f}"
     bad = tool.main(tool.get_args_parser().parse_args(["--run", str(study_dir), "--which", "last"]))
     assert bad != 0 and "config.yaml" in capsys.readouterr().err  # the study folder is not a run
+    run_dir = study_dir / "pretrain/rotcnn_vanilla/seed0"
+    for output, says in ((run_dir / "metrics.json", "is a file"), (study_dir.parent / "data" / "train", "inside the dataset")):
+        before = sorted(p for p in output.parent.rglob("*"))
+        code = tool.main(tool.get_args_parser().parse_args(["--run", str(run_dir), "--output", str(output)]))
+        assert code != 0 and says in capsys.readouterr().err
+        assert sorted(p for p in output.parent.rglob("*")) == before  # nothing written or removed
 
 
 def test_rerunning_a_finished_classification_study_trains_nothing(tiny_study):
