@@ -15,12 +15,14 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 install: $(STAMP)
 
 # pytest includes tests/test_docs.py: the generated pages are current and the site builds strictly.
-# One pytest-xdist worker per core, one thread each (tests/conftest.py), a test file per worker at a
-# time (module fixtures are built once); TEST_WORKERS=0 runs the suite in this one process.
+# One pytest-xdist worker per core, one thread each (tests/conftest.py). worksteal: each worker starts
+# on one contiguous half of the tests (module fixtures mostly built once) and an idle one takes half
+# of what the other has left: 10:14 against loadfile's 10:58 (one test file per worker), whose last
+# long file left one core idle for ~2 minutes. TEST_WORKERS=0 runs the suite in this one process.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 test: $(STAMP)
 	$(PY) -m ruff check repeatseg tools tests
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 # The documentation site (mkdocs.yml, docs/) into site/; offline, warnings are errors. Regenerate the
 # encoder table and the config reference first with $(PY) tools/gen_docs.py when the code changed.

@@ -128,6 +128,10 @@ class TrainConfig:
     # intra-op threads (part of the recipe: results reproduce at the same count); null: $OMP_NUM_THREADS,
     # else the cores this process may use / the study processes on this host (repeatseg.threads)
     threads: int | None = None
+    # evaluate an exponential moving average of the weights (timm's ModelEmaV3) instead of the weights
+    # themselves: its decay warms up as 1 - (1 + step)^-3/4 (0.994 after 1,000 steps) and stops at this;
+    # metrics, last/best.safetensors and hand-offs hold the average (repeatseg.engine.trainer); null: none
+    ema_decay: float | None = None
 
 
 # The segmentation recipe's schedule and evaluation (configs/seg/voc_unet.yaml) where a config says
@@ -256,6 +260,7 @@ NON_NEGATIVE = {"optim.lr", "optim.momentum", "optim.weight_decay", "optim.encod
                 "schedule.warmup_lr_init", "data.workers", "train.seed", "model.drop_rate", "train.label_smoothing",
                 "data.color_jitter", "data.hflip", "budget_unit_hours"}
 FRACTIONS = {"data.hflip", "data.crop_pct", "model.drop_rate", "train.label_smoothing"}  # within [0, 1]
+OPEN_FRACTIONS = {"train.ema_decay"}  # within (0, 1): 0 would evaluate the raw weights, 1 the first step's
 # (low, high) pairs of positive numbers: a reversed range would be sampled as nonsense, not refused.
 RANGES = {"data.scale_range", "data.scale"}
 # Lists whose items must differ: a repeated class name merges two classes' IoU; a repeated encoder
@@ -304,6 +309,8 @@ def _check_range(value: Any, key: str) -> Any:
         raise ConfigError(f"{key}: must be >= 0, got {value}")
     if key in FRACTIONS and number and value > 1:
         raise ConfigError(f"{key}: must be within [0, 1], got {value}")
+    if key in OPEN_FRACTIONS and number and not 0 < value < 1:
+        raise ConfigError(f"{key}: must be strictly between 0 and 1, got {value}")
     if isinstance(value, (list, tuple)):
         _check_list(list(value), key)
     names = value if isinstance(value, (list, tuple)) else [value]

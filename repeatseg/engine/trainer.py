@@ -12,6 +12,12 @@ been planned with the new length from the start: from the current step on, the l
 schedule's (a finished poly or cosine run restarts at the lr the longer schedule has at this step,
 then decays to its new end). ``config.yaml`` is updated and records the change under
 ``provenance.schedule_changes``. A length shorter than the steps already trained is refused.
+
+With ``train.ema_decay`` an exponential moving average of the weights (timm's ``ModelEmaV3``,
+parameters and BatchNorm buffers, its decay warmed up as ``1 - (1 + step)^-3/4`` up to the cap) is
+the model the run stands for: it is evaluated, and ``last``/``best.safetensors`` hold it, so every
+reader of a run (eval_seg, the study's hand-off, fold and export) sees the weights the metrics
+measured. The raw training weights travel in ``last.state.pt`` for the resume.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.profiler import record_function
 from tqdm import tqdm
@@ -45,6 +52,7 @@ from .optim import build_optimizer, build_scheduler
 # an epoch's loop holds data ... log; evaluation and checkpoints follow it.
 PHASES = {name: f"repeatseg.{name}" for name in ("epoch", "data", "forward", "backward", "optimizer", "log",
                                                   "evaluate", "checkpoint")}
+EMA_WARMUP_POWER = 3 / 4  # ModelEmaV3's warmup for runs of thousands of steps, not millions (its docstring)
 
 
 @dataclass
@@ -197,7 +205,7 @@ def build_trainer(model: nn.Module, cfg, dist: DistInfo, run_dir: Path, train_lo
         total_steps=steps, amp=cfg.train.amp, eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
         log_mode=cfg.train.log_mode, primary_metric=primary_metric, metadata=metadata,
         regularization_weight=cfg.optim.regularization_weight, clip_grad_norm=cfg.optim.clip_grad_norm,
-        loggers=cfg.train.loggers, preview=preview,
+        loggers=cfg.train.loggers, preview=preview, ema_decay=cfg.train.ema_decay,
     )
     if resume:
         trainer.resume()
@@ -227,7 +235,7 @@ def run_to_end(trainer: "Trainer", **summary) -> dict:
             trainer.say(f"{trainer.run_dir} already finished its {trainer.total_steps} steps: nothing to do, nothing "
                         "changed (give a longer --epochs/--iters to train on)")
             return json.loads(summary_path.read_text())
-        final = trainer.evaluate(trainer.model)
+        final = trainer.evaluate(trainer.evaluated_model)
     else:
         final = trainer.fit()
     trainer.write_summary(final, **summary)
@@ -259,6 +267,8 @@ class Trainer:
         loggers: where records go besides ``metrics.jsonl`` (``repeatseg.engine.loggers``).
         preview: model -> {tag: uint8 (H, W, 3) image}, called after each evaluation when a logger
             shows images (validation predictions beside their ground truth).
+        ema_decay: the cap of the weights' moving average that is evaluated and saved (module
+            docstring); None: the weights themselves.
     """
 
     def __init__(
@@ -268,6 +278,7 @@ class Trainer:
         log_every: int = 20, log_mode: str = "bar", primary_metric: str = "miou", metadata: dict | None = None,
         regularization_weight: float | None = None, clip_grad_norm: float | None = None,
         loggers: list[str] | tuple[str, ...] = ("jsonl",), preview: Callable | None = None,
+        ema_decay: float | None = None,
     ):
         self.model, self.train_model = model, train_model
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -287,6 +298,8 @@ class Trainer:
         self.total_epochs = math.ceil(total_steps / self.steps_per_epoch)
         self.throughput: list[float] = []
         self.regularized = regularized_layers(model)
+        self.ema = None if ema_decay is None else ModelEmaV3(model, decay=ema_decay, use_warmup=True,
+                                                             warmup_power=EMA_WARMUP_POWER)
         self.regularization_weight = (default_regularization_weight(model) if regularization_weight is None
                                       else regularization_weight)
         self.about: list[str] = []  # the task's lines of the start banner (build_trainer)
@@ -294,6 +307,11 @@ class Trainer:
         self.finished_before_resume = False  # set by resume(): the checkpoint is the end of this schedule
 
     # ----------------------------------------------------------------------------- files
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The model the run stands for: the moving average with ``ema_decay``, else the model."""
+        return self.model if self.ema is None else self.ema.module
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.run_dir / ckpt.CHECKPOINT_DIR
@@ -338,8 +356,8 @@ class Trainer:
     def save(self, best: bool) -> None:
         """Commit ``last`` (weights + state) and, if ``best``, ``best.safetensors`` as one checkpoint.
         Non-finite weights are refused on every rank, so a diverged run never replaces a good checkpoint."""
-        state_dict = self.model.state_dict()
-        bad = non_finite_keys(state_dict)
+        state_dict = self.evaluated_model.state_dict()
+        bad = non_finite_keys(state_dict) or (self.ema is not None and non_finite_keys(self.model.state_dict()))
         if bad:
             raise NonFiniteLossError(
                 f"non-finite weights after step {self.progress.step} (epoch {self.progress.epoch}) in "
@@ -355,6 +373,7 @@ class Trainer:
             "progress": vars(self.progress),
             "rng": torch.get_rng_state(),
             "total_steps": self.total_steps,
+            **({} if self.ema is None else {"train_weights": self.model.state_dict()}),
         })}
         if best:
             files[ckpt.BEST] = weights
@@ -373,12 +392,18 @@ class Trainer:
         barrier()
         manifest = ckpt.verify(self.checkpoint_dir)
         weights_path = self.checkpoint_dir / ckpt.WEIGHTS
+        weights = ckpt.read_weights(weights_path)
+        state = ckpt.load_state(self.checkpoint_dir / ckpt.STATE)
+        if self.ema is not None and "train_weights" not in state:
+            raise ckpt.CheckpointError(f"{self.checkpoint_dir} holds no moving average of the weights: the run was "
+                                       "trained without train.ema_decay")
         try:
-            self.model.load_state_dict(ckpt.read_weights(weights_path))
+            self.evaluated_model.load_state_dict(weights)
+            if self.ema is not None:
+                self.model.load_state_dict(state["train_weights"])
         except RuntimeError as error:
             raise ckpt.CheckpointError(f"{weights_path} does not fit this run's model: "
                                        f"{str(error).splitlines()[0]}") from error
-        state = ckpt.load_state(self.checkpoint_dir / ckpt.STATE)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -431,13 +456,13 @@ class Trainer:
         improved = False
         if evaluates_after(self.progress.epoch, self.progress.epoch if done else self.total_epochs, self.eval_every):
             with record_function(PHASES["evaluate"]):
-                final = self.evaluate(self.model)
+                final = self.evaluate(self.evaluated_model)
             record = {"epoch": self.progress.epoch, "step": self.progress.step,
                       "val": {k: v for k, v in final.items() if k != "confusion_matrix"}}
             self.progress.history.append(record)
             self.log(record)
             if self.preview is not None and self.run_log.wants_images:
-                self.run_log.images(self.progress.step, self.preview(self.model))
+                self.run_log.images(self.progress.step, self.preview(self.evaluated_model))
             score = final[self.primary_metric]
             improved = score > self.progress.best_metric
             if improved:
@@ -457,7 +482,7 @@ class Trainer:
         summary = dict(final, **extra, epochs=self.progress.epoch, steps=self.progress.step,
                        **{f"best_{self.primary_metric}": self.progress.best_metric}, best_epoch=self.progress.best_epoch,
                        train_images_per_s=self._median_throughput(), threads=torch.get_num_threads(),
-                       sharing=sharing_diagnostics(self.model))
+                       sharing=sharing_diagnostics(self.evaluated_model))
         ckpt.write_json(self.run_dir / "metrics.json", summary)
 
     def _median_throughput(self) -> float | None:
@@ -533,6 +558,8 @@ class Trainer:
             self.scaler.update()
             self.progress.step += 1
             self.scheduler.step_update(self.progress.step)
+            if self.ema is not None:
+                self.ema.update(self.model, step=self.progress.step)
         return loss_value
 
     def _log_window(self, window: dict, epoch: int, bar) -> None:

@@ -54,16 +54,19 @@ def test_the_decoder_is_identical_for_every_registered_encoder():
     assert in_channels == [512 + 256, 256 + 128, 128 + 64, 64 + 64, 32]
 
 
+# Each decoder path once per encoder, each with another input channel count: the count changes only the
+# stem, the decoder only what follows the encoder, so the three forwards cover every pair's parts (a
+# forward on the meta device costs ~0.5 s: the full 3 x 3 product took 160 s of the suite).
+DECODER_PATHS = [(smp.FPN, {}, 1), (smp.DeepLabV3Plus, {"encoder_output_stride": 16}, 3),
+                 (smp.DeepLabV3Plus, {"encoder_output_stride": 8}, 4)]
+
+
 @pytest.mark.parametrize("name", REGISTERED)
-@pytest.mark.parametrize("in_channels", [1, 3, 4])
-def test_every_registered_encoder_builds_in_fpn_and_deeplab(name, in_channels):
+def test_every_registered_encoder_builds_in_fpn_and_deeplab_with_1_3_and_4_input_channels(name):
     with torch.device("meta"):
-        x = torch.empty(2, in_channels, 64, 64)
-        assert smp.FPN(name, encoder_weights=None, in_channels=in_channels, classes=3)(x).shape == (2, 3, 64, 64)
-        for stride in (16, 8):
-            model = smp.DeepLabV3Plus(name, encoder_weights=None, in_channels=in_channels, classes=3,
-                                      encoder_output_stride=stride)
-            assert model(x).shape == (2, 3, 64, 64)
+        for decoder, options, in_channels in DECODER_PATHS:
+            model = decoder(name, encoder_weights=None, in_channels=in_channels, classes=3, **options)
+            assert model(torch.empty(2, in_channels, 64, 64)).shape == (2, 3, 64, 64), (decoder.__name__, options)
 
 
 @pytest.mark.parametrize("name", TINY_NAMES)

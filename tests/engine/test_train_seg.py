@@ -19,7 +19,8 @@ from repeatseg.engine import checkpoint as ckpt
 from repeatseg.engine import seg
 from repeatseg.engine.distributed import setup
 from repeatseg.engine.seg import train_segmentation
-from repeatseg.engine.trainer import NonFiniteLossError
+from repeatseg.engine.trainer import EMA_WARMUP_POWER, NonFiniteLossError, Trainer
+from repeatseg.errors import ConfigError
 from tests.tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +72,55 @@ def test_resume_matches_uninterrupted_run(data_root, tmp_path):
     assert full.keys() == resumed.keys()
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
+
+
+def test_an_ema_run_evaluates_and_saves_the_average_and_resumes_to_the_same_weights(data_root, tmp_path,
+                                                                                    monkeypatch, cli):
+    ema = "train.ema_decay=0.8"  # the cap binds from step 9 on (1 - 9^-3/4 = 0.81) of the 12
+    raw = []  # the model's own weights after every step
+    original = Trainer.step
+
+    def step(self, inputs, targets):
+        loss = original(self, inputs, targets)
+        raw.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return loss
+
+    monkeypatch.setattr(Trainer, "step", step)
+    final = train_segmentation(config(data_root, tmp_path / "full", ema), tmp_path / "full", setup("cpu"))
+    monkeypatch.undo()
+    # The average by hand: step k's decay is 0 at k = 1, then min(cap, 1 - k^-3/4) (ModelEmaV3's warmup).
+    average = {}
+    for k, weights in enumerate(raw, start=1):
+        decay = 0.0 if k == 1 else min(0.8, 1 - k ** -EMA_WARMUP_POWER)
+        average = {n: w.clone() if not w.is_floating_point() or n not in average else decay * average[n] + (1 - decay) * w
+                   for n, w in weights.items()}
+    saved = ckpt.load_weights(tmp_path / "full/checkpoints/last.safetensors")
+    state = ckpt.load_state(tmp_path / "full/checkpoints/last.state.pt")
+    for name, value in average.items():
+        torch.testing.assert_close(saved[name], value, rtol=1e-5, atol=1e-6, msg=name)
+        assert torch.equal(state["train_weights"][name], raw[-1][name]), name  # the raw weights, for the resume
+    assert any(not torch.allclose(saved[n], raw[-1][n]) for n in saved)  # the average is not the last weights
+    # What metrics.json says is what the saved file gives.
+    code, out, err = cli("--checkpoint", tmp_path / "full/checkpoints/last.safetensors", "--data-root", data_root,
+                         "--output", tmp_path / "eval", "--device", "cpu", tool="eval_seg")
+    assert code == 0, err
+    assert json.loads((tmp_path / "eval/metrics.json").read_text())["miou"] == pytest.approx(final["miou"], abs=1e-6)
+
+    run_killed_at_epoch(lambda: train_segmentation(config(data_root, tmp_path / "cut", ema), tmp_path / "cut",
+                                                   setup("cpu")), epoch=2)
+    train_segmentation(load_config(SegConfig, [tmp_path / "cut/config.yaml"]), tmp_path / "cut", setup("cpu"),
+                       resume=True)
+    resumed = ckpt.load_weights(tmp_path / "cut/checkpoints/last.safetensors")
+    resumed_state = ckpt.load_state(tmp_path / "cut/checkpoints/last.state.pt")
+    for name, value in saved.items():
+        assert torch.equal(resumed[name], value) and torch.equal(resumed_state["train_weights"][name],
+                                                                 state["train_weights"][name]), name
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5])
+def test_an_ema_decay_outside_0_1_is_refused(value):
+    with pytest.raises(ConfigError, match="train.ema_decay: must be strictly between 0 and 1"):
+        load_config(SegConfig, sets=[f"train.ema_decay={value}"])
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_root, tmp_path, monkeypatch):
