@@ -23,9 +23,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_collection_modifyitems(items):
-    """The files holding a test marked ``slow`` go first (in their own order): with one file per
-    worker at a time, the long files start at once and the short ones fill in beside them, instead
-    of one long file running alone at the end."""
+    """The files holding a test marked ``slow`` go first (in their own order): the long tests start
+    at once and the end of the run is short tests, which pytest-xdist's worksteal hands to whichever
+    worker is idle, instead of one long test running alone at the end."""
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)
 

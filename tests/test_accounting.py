@@ -1,7 +1,5 @@
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -69,15 +67,12 @@ def test_segmenter_scope_adds_the_same_decoder_to_every_encoder():
     assert decoder_a == decoder_b > 0
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "model_info.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT)
-
-
-def test_model_info_json_for_all_encoders():
-    result = _run("--all", "--json")
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+# In this process (the cli fixture calls the tool's main); tests/test_tool_help.py runs every tool as a
+# script. A fresh process costs an import of torch, timm and repeatseg: 8 s of the suite each here.
+def test_model_info_json_for_all_encoders(cli):
+    code, out, err = cli("--all", "--json", tool="model_info")
+    assert code == 0, err
+    rows = json.loads(out)
     assert {"repeat_r18_f4", "dense_r34_w8"} <= {r["name"] for r in rows}
     for row in rows:
         assert set(STAT_KEYS) | {"name"} <= set(row)
@@ -86,11 +81,11 @@ def test_model_info_json_for_all_encoders():
 
 
 @pytest.mark.slow
-def test_model_info_table_and_unknown_name():
-    table = _run("--all", "--segmenter", "--input-size", "256")
-    assert table.returncode == 0 and "repeat_r34_f8" in table.stdout and "256x256" in table.stdout
-    bad = _run("--encoder", "repeat_r18_q4")
-    assert bad.returncode == 2 and "Valid names" in bad.stderr
+def test_model_info_table_and_unknown_name(cli):
+    code, out, _ = cli("--all", "--segmenter", "--input-size", "256", tool="model_info")
+    assert code == 0 and "repeat_r34_f8" in out and "256x256" in out
+    code, _, err = cli("--encoder", "repeat_r18_q4", tool="model_info")
+    assert code == 2 and "Valid names" in err
 
 
 def test_accounting_table_has_a_title_a_header_and_one_row_per_model():
