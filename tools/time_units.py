@@ -198,7 +198,8 @@ def print_comparison(rows: list[dict], args: argparse.Namespace) -> None:
         load = "{:.2f} {:.2f} {:.2f}".format(*row["load_before"]) + " -> " + "{:.2f} {:.2f} {:.2f}".format(*row["load_after"])
         print(f"{row['kind']:<9} {row['steps']:>6} {row['this_tree_s']:>12.1f} {row['baseline_s']:>11.1f} "
               f"{row['ratio']:>13.2f}x {'yes' if row['same_weights'] else 'NO':>13}  {load}")
-    print("same weights: the first unit of each side ended with bit-identical weights (the same computation)")
+    print("same weights: whether the first unit of each side ended with bit-identical weights (yes: the same computation; "
+          "a --set or --baseline-set that changes what is trained or saved gives NO)")
 
 
 # ------------------------------------------------------------------------------------ profile
