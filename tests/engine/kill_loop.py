@@ -2,6 +2,7 @@
 result with an uninterrupted run. Run by ``test_reliability.py``; prints one JSON summary line.
 
     python tests/engine/kill_loop.py --data-root DATA --workdir DIR --kills 8 --seed 0
+    python tests/engine/kill_loop.py ... --set train.ema_decay=0.9   # any recipe override, every run
 
 The package is imported once; every run is a forked child (the parent computes nothing before
 forking, so the fork is safe), which keeps a dozen runs within seconds. Half of the kills fall
@@ -27,14 +28,14 @@ from repeatseg.files import MARKER  # noqa: E402
 TIMING_KEYS = {"images_per_s", "data_wait_share"}  # the only fields a resumed run may log differently
 
 
-def run_args(data_root: Path, run_dir: Path, resume: bool) -> list[str]:
+def run_args(data_root: Path, run_dir: Path, resume: bool, sets: tuple[str, ...] = ()) -> list[str]:
     if resume:
         return ["--resume", str(run_dir), "--log-mode", "quiet"]
     return ["--data-root", str(data_root), "--output", str(run_dir), "--encoder", "repeat_r18_f2_b8",
             "--dataset", "voc", "--crop-size", "64", "--batch-size", "2", "--epochs", "6", "--workers", "0",
             "--device", "cpu", "--log-mode", "quiet", "--lr", "0.05",
             "--set", "train.eval_batch_size=2", "--set", "train.log_every=1",
-            "--set", "schedule.warmup_iters=0", "--set", "train.eval_every=1"]
+            "--set", "schedule.warmup_iters=0", "--set", "train.eval_every=1", *(f"--set={s}" for s in sets)]
 
 
 def train(argv: list[str]) -> None:
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace) -> dict:
     work = Path(args.workdir)
     reference = work / "reference"
     start = time.monotonic()
-    process = launch(run_args(args.data_root, reference, resume=False))
+    process = launch(run_args(args.data_root, reference, resume=False, sets=args.sets))
     process.join()
     duration = time.monotonic() - start
     assert process.exitcode == 0, f"the uninterrupted run failed ({process.exitcode})"
@@ -87,7 +88,7 @@ def main(args: argparse.Namespace) -> dict:
         run_dir = work / f"run{trials}"
         while True:
             started = (run_dir / "checkpoints" / "last.state.pt").exists()
-            process = launch(run_args(args.data_root, run_dir, resume=started))
+            process = launch(run_args(args.data_root, run_dir, resume=started, sets=args.sets))
             summary["launches"] += 1
             if kills < args.kills:
                 if kills % 2:
@@ -124,4 +125,6 @@ if __name__ == "__main__":
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--kills", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe override for every run, e.g. train.ema_decay=0.9")
     print(json.dumps(main(parser.parse_args())))
