@@ -42,7 +42,8 @@ study-demo: $(STAMP)
 
 # The digits study the README quotes (configs/study/digits_precision.yaml): dense 1x/4x, f4, s4, l4, r4,
 # every seed pretrained and fine-tuned on real digits, seeds added until its precision targets are met
-# or its 6 unit-hours are spent; two shards of one thread on one folder (2 cores), into results/digits.
+# or its 4 unit-hours are spent (about 2 hours); two shards of one thread on one folder (2 cores), into
+# results/digits.
 # Rerun to resume after a kill; then python tools/quote_results.py --study results/digits README.md
 # docs/results/digits.md refreshes the quoted tables.
 study-digits: $(STAMP)

@@ -12,6 +12,7 @@ count. Unset, it is ``$OMP_NUM_THREADS`` when that is set, else the cores this p
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -23,6 +24,20 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def cpu_kind() -> dict[str, str]:
+    """The CPU's model name and the instruction set torch's kernels chose (``AVX512``, ``AVX2``,
+    ...): like the thread count, it decides how sums are split and rounded, so a run reproduces bit
+    for bit on the same kind only (the digits study's units did not on another host: docs, results)."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    except OSError:  # not Linux
+        pass
+    return {"cpu": model or platform.processor() or platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def environment_threads() -> int | None:

@@ -7,7 +7,8 @@
 Pretrains the encoder from the pair's pretraining config, exports it and fine-tunes it from the
 cell's config, in fresh folders under --output (the study is only read); prints the committed and
 the new top-1 and mIoU and their differences, and writes <output>/reproduction.json. Results
-reproduce at the recorded thread count on the same kind of machine (repeatseg.study.reproduce).
+reproduce at the recorded thread count on the same kind of machine (repeatseg.study.reproduce):
+``machine.same_kind`` says whether the committed cell ran on this kind of CPU (null: not recorded).
 """
 
 from __future__ import annotations

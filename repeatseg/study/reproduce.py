@@ -6,7 +6,8 @@ config), the export of its final encoder, and its cell (from the cell's config, 
 new export), each in a fresh folder under ``output``; the study folder is only read. On the same
 kind of machine at the recorded thread count a CPU run is deterministic, so the numbers agree to
 the last digit there; on other hardware (another CPU's kernels, a GPU) they agree to within the
-seed spread, not exactly (``docs``: results, digits).
+seed spread, not exactly (``docs``: results, digits). So the outcome says on which CPU the cell ran
+(its ``timing.jsonl`` record, where the study recorded one) and on which the rerun did.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 from ..config import ClsConfig, SegConfig, load_config
 from ..engine.distributed import DistInfo
 from ..files import write_json
+from ..threads import cpu_kind
 from ..weights import export_encoder
-from .aggregate import read_summary
+from .aggregate import read_summary, timing_records
 
 
 def reproduce_pair(study_dir: str | Path, encoder: str, seed: int, output: str | Path,
@@ -52,6 +54,12 @@ def reproduce_pair(study_dir: str | Path, encoder: str, seed: int, output: str |
     train_segmentation(seg_cfg, output / "cell", DistInfo())
     outcome["miou"] = {"committed": read_summary(cell_dir / "metrics.json", ("miou",))["miou"],
                        "rerun": read_summary(output / "cell" / "metrics.json", ("miou",))["miou"]}
+    committed = next((record for record in reversed(timing_records(study_dir)) if record.get("kind") == "cell"
+                      and record.get("encoder") == encoder and record.get("seed") == seed), {})
+    machine = {"committed": {key: committed[key] for key in ("cpu", "cpu_capability") if key in committed} or None,
+               "rerun": cpu_kind()}
+    machine["same_kind"] = None if machine["committed"] is None else machine["committed"] == machine["rerun"]
+    outcome["machine"] = machine  # same_kind None: not recorded (studies before cpu_kind was logged)
     for entry in (outcome.get("top1"), outcome["miou"]):
         if entry:
             entry["difference"] = entry["rerun"] - entry["committed"]

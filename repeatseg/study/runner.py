@@ -68,7 +68,7 @@ from ..files import (
     write_marker,
 )
 from ..outputs import enclosing_dataset, is_study_folder
-from ..threads import usable_cores
+from ..threads import cpu_kind, usable_cores
 from ..weights import export_encoder
 from .processes import SETTLE_S, at_threads, fix_threads, planned_threads, register
 
@@ -275,13 +275,22 @@ def check_study_folder(study_dir: Path) -> None:
                               "choose another --output")
 
 
-def _unit_differences(saved, fresh) -> list[tuple[str, object, object]]:
+def _same_weights(old: str, new: str, own_export: bool) -> bool:
+    """The same encoder weights: the same file named from another folder, or (``own_export``: a
+    cell of this study's own pretraining) the same export ``weights/<encoder>-<tag>-seed<k>`` of a
+    study folder that was moved, renamed, or run from another directory since the cell ran."""
+    if Path(old).resolve() == Path(new).resolve():
+        return True
+    return own_export and Path(old).parts[-2:] == Path(new).parts[-2:] and Path(new).parent.name == "weights"
+
+
+def _unit_differences(saved, fresh, own_export: bool = False) -> list[tuple[str, object, object]]:
     changed = []
     for key, old, new in config_differences(saved, fresh, FREE_IN_A_STUDY):
         if key in FILLED_BY_THE_RUN and new is None:
             continue
-        if key == "model.encoder_weights" and old and new and Path(old).resolve() == Path(new).resolve():
-            continue  # the same file, named from another folder
+        if key == "model.encoder_weights" and old and new and _same_weights(old, new, own_export):
+            continue
         changed.append((key, old, new))
     return changed
 
@@ -299,7 +308,7 @@ def check_units_unchanged(study: StudyConfig, study_dir: Path) -> None:
             saved, fresh = load_config(ClsConfig, [saved_path]), fresh_cls_config(study, unit)
         else:
             saved, fresh = load_config(SegConfig, [saved_path]), fresh_seg_config(study, unit, cell_weights(study, unit))
-        changed = _unit_differences(saved, fresh)
+        changed = _unit_differences(saved, fresh, own_export=isinstance(unit, CellPlan) and unit.pretrain is not None)
         if changed:
             listed = "; ".join(f"{key} is {old!r} there, {new!r} now" for key, old, new in changed[:5])
             raise ConfigError(f"{study_dir}: {unit.kind} {unit.encoder} seed {unit.seed} ran with another recipe "
@@ -347,13 +356,15 @@ def log_timing(study_dir: Path, unit, seconds: float, load_before: float, dist: 
                shard: Shard | None = None, processes: int = 1) -> None:
     """One line per unit run: how long it took, the 1-minute load average before and after, the
     intra-op threads it ran at and the study processes on its host when it started (of the cores
-    it could use), and which shard, host and process ran it (several may share the study folder)."""
+    it could use), which shard, host and process ran it (several may share the study folder), and
+    the kind of CPU and torch version (``repeatseg.threads.cpu_kind``: what bit-for-bit reproduction needs)."""
     if dist.is_main:
         record = {"kind": unit.kind, "encoder": unit.encoder, "seed": unit.seed, "seconds": round(seconds, 2),
                   "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
                   "cpus": os.cpu_count(), "usable_cores": usable_cores(), "threads": torch.get_num_threads(),
                   "study_processes_on_host": processes, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "shard": str(shard or Shard()), "host": socket.gethostname(), "pid": os.getpid()}
+                  "shard": str(shard or Shard()), "host": socket.gethostname(), "pid": os.getpid(), **cpu_kind(),
+                  "torch": torch.__version__}
         with open(study_dir / "timing.jsonl", "a") as out:
             out.write(json.dumps(record) + "\n")
 

@@ -26,6 +26,7 @@ from repeatseg.config import SegConfig, StudyConfig, load_config, save_config
 from repeatseg.data import DataError, VOCSegmentation
 from repeatseg.data.generate import generate_once
 from repeatseg.engine.seg import SizeBoundedBatches
+from repeatseg.errors import ConfigError
 from repeatseg.files import MARKER, read_marker, remove_stale_temporaries, save_weights, write_marker
 from repeatseg.study import runner
 from tests.engine.test_reliability import _weights_turn_nan_at_step, digest, refused
@@ -340,6 +341,26 @@ def test_a_study_may_grow_and_move_without_changing_its_recipe(finished_study, s
                         sets=["seeds=[0, 1]", "encoders=[dense_r18_w1_b4, dense_r18_w2_b4, repeat_r18_f2_b4]",
                               f"seg_sets=[data.root={moved}, schedule.iters=2, train.device=cpu, data.workers=0]"])
     runner.check_study(grown, study_dir)  # more seeds and encoders, another data root and device: the same recipe
+
+
+def test_a_moved_study_folder_keeps_its_own_pretrainings_cells(tmp_path):
+    """A cell of the study's own pretraining records its export's path as it was then: after the
+    folder is moved (or run from another directory) the same export is named differently, and the
+    cell is still this recipe's. Weights from anywhere else are still another recipe."""
+    old_dir, new_dir = tmp_path / "old_study", tmp_path / "published" / "study"
+    study = load_config(StudyConfig, sets=[*STUDY, "pretrain.enabled=true", "pretrain.config=configs/cls/digits.yaml",
+                                           "pretrain.tag=digits"])
+    cell = runner.plan_cells(study, old_dir)[0]
+    saved = runner.fresh_seg_config(study, cell, runner.cell_weights(study, cell))
+    assert saved.model.encoder_weights == str(old_dir / "weights" / "dense_r18_w1_b4-digits-seed0.safetensors")
+    moved = runner.plan_cells(study, new_dir)[0]
+    moved.run_dir.mkdir(parents=True)
+    save_config(saved, moved.run_dir / "config.yaml")
+    runner.check_units_unchanged(study, new_dir)  # the same unit, its folder renamed
+    saved.model.encoder_weights = str(old_dir / "weights" / "dense_r18_w1_b4-digits-seed1.safetensors")
+    save_config(saved, moved.run_dir / "config.yaml")
+    with pytest.raises(ConfigError, match="encoder_weights"):
+        runner.check_units_unchanged(study, new_dir)  # another seed's export: not this cell's pretraining
 
 
 @pytest.mark.parametrize("sets, key", [(["encoders=[dense_r18_w1_b4, dense_r18_w1_b4]"], "encoders"),

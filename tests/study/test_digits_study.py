@@ -93,4 +93,5 @@ def test_a_pair_rerun_from_its_committed_configs_reproduces_its_numbers(digits_s
 
     outcome = reproduce_pair(digits_study, "repeat_r18_f2_b8", 1, tmp_path / "rerun")
     assert outcome["miou"]["difference"] == 0.0 and outcome["top1"]["difference"] == 0.0
+    assert outcome["machine"]["same_kind"] is True  # the study ran here: its timing records name this CPU
     assert json.loads((tmp_path / "rerun" / "reproduction.json").read_text())["miou"]["rerun"] == outcome["miou"]["rerun"]

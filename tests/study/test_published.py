@@ -8,6 +8,7 @@ from repeatseg.study.published import quoted_in, quoted_tables, requote
 
 ROOT = Path(__file__).resolve().parents[2]
 QUOTES = {"results/digits": ["README.md", "docs/results/digits.md"],  # study -> files that quote it
+          "results/digits_1000": ["docs/results/digits.md"],
           "results/rot_digits": ["README.md", "docs/rotated-digits.md"],
           "results/digits_calibration": ["docs/results/digits.md"],
           "results/digits_ema": ["docs/results/digits.md"]}

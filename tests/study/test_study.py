@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from repeatseg.config import StudyConfig, load_config, save_config
@@ -144,6 +145,8 @@ def test_pretraining_runs_per_encoder_and_seed_and_feeds_that_seeds_cell(tmp_pat
     assert [(t["kind"], t["encoder"], t["seed"]) for t in timing][:2] == [("cell", "dense_r18_w1_b8", 0),
                                                                          ("pretrain", "dense_r18_w2_b8", 0)]
     assert all(t["seconds"] >= 0 and "load_before" in t for t in timing)
+    assert {t["cpu_capability"] for t in timing} == {torch.backends.cpu.get_cpu_capability()}  # what reproduces
+    assert all(t["cpu"] and t["torch"] == torch.__version__ for t in timing)
     for weights in (tmp_path / "weights").iterdir():  # a published study keeps no weights
         weights.unlink()
     calls.clear()
