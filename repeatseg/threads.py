@@ -29,15 +29,22 @@ def usable_cores() -> int:
 def cpu_kind() -> dict[str, str]:
     """The CPU's model name and the instruction set torch's kernels chose (``AVX512``, ``AVX2``,
     ...): like the thread count, it decides how sums are split and rounded, so a run reproduces bit
-    for bit on the same kind only (the digits study's units did not on another host: docs, results)."""
+    for bit on the same kind only (the digits study's units did not on another host: docs, results).
+    The instruction set is not enough: oneDNN's convolutions block by the CPU's caches, and an Intel
+    and an AMD host that both report ``AVX512`` train differently. A cap on oneDNN's instructions
+    (``ONEDNN_MAX_CPU_ISA``, which moves a digits pretraining's first losses) is recorded when set."""
     model = ""
     try:
         with open("/proc/cpuinfo") as info:
             model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
     except OSError:  # not Linux
         pass
-    return {"cpu": model or platform.processor() or platform.machine(),
+    kind = {"cpu": model or platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    if isa_cap:
+        kind["onednn_max_cpu_isa"] = isa_cap.upper()
+    return kind
 
 
 def environment_threads() -> int | None:

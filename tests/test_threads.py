@@ -93,3 +93,13 @@ def test_resuming_at_another_thread_count_is_refused(finished_run, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and "train.threads is 1" in err and "Traceback" not in err
     assert (run / "metrics.jsonl").read_bytes() == before
+
+
+def test_the_cpu_kind_names_a_cap_on_onednns_instructions(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    plain = threads.cpu_kind()
+    assert plain["cpu"] and plain["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "onednn_max_cpu_isa" not in plain  # keys of units recorded before the cap was named
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")  # moves a digits pretraining's losses (docs)
+    assert threads.cpu_kind() == {**plain, "onednn_max_cpu_isa": "AVX2"}

@@ -5,6 +5,7 @@ against another commit or setting, measured in one run; or profile one of them.
     python tools/time_units.py --baseline HEAD~3 --repeats 5 --threads 2
     python tools/time_units.py --baseline-set data.workers=1         # this tree against itself, one setting changed
     python tools/time_units.py --steps 40                            # shortened units, per-step time extrapolated
+    python tools/time_units.py --baseline main --together 2          # two units at once, as two shards run
     python tools/time_units.py --profile pretrain --workers 0        # where the time goes (torch.profiler)
 
 Every measurement runs in a fresh process: ``tools/train_cls.py`` (configs/cls/digits.yaml) or
@@ -17,6 +18,9 @@ tree is faster), whether the two sides' first units ended with bit-identical wei
 that changed the computation shows here), and ``os.getloadavg()`` before and after. Both sides run at ``--threads`` intra-op
 threads (``OMP_NUM_THREADS`` in the child's environment: every commit honours it), so they compute
 at the same thread count; a result reproduces at the same thread count only.
+
+``--together N`` starts N identical units of a side at once, each at ``--threads``, as N study
+shards on one host run them, and times the slowest: the cost of a unit where the study runs it.
 
 ``--steps N`` shortens every unit to N optimiser steps and extrapolates: the unit's seconds minus
 its training-loop seconds, plus the loop's seconds per step times the recipe's steps. The loop's
@@ -111,21 +115,33 @@ def loop_seconds(run_dir: Path, batch_size: int) -> tuple[float, int]:
 
 
 def time_unit(kind: str, tree: Path, data_root: Path, work: Path, steps: int | None, full_steps: int,
-              batch_size: int, sets: list[str], threads: int, workers: int | None) -> tuple[float, Path]:
+              batch_size: int, sets: list[str], threads: int, workers: int | None,
+              together: int = 1) -> tuple[float, Path]:
     """(seconds, run folder) of one unit of ``tree`` in a fresh process; the seconds are extrapolated
-    to ``full_steps`` when the unit is shortened to ``steps``."""
-    output = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work)) / "run"
+    to ``full_steps`` when the unit is shortened to ``steps``. With ``together`` > 1 that many identical
+    units start at once (as study shards on one host do) and the seconds are the slowest one's."""
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    outputs = [Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work)) / "run" for _ in range(together)]
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, *unit_argv(kind, tree, data_root, output, steps, sets, workers)],
-                            cwd=tree, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"{kind} unit of {tree} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    logs = [output.parent / "stderr.txt" for output in outputs]  # a file, not a pipe: no unit waits on a reader
+    handles = [log.open("w") for log in logs]
+    processes = [subprocess.Popen([sys.executable, *unit_argv(kind, tree, data_root, output, steps, sets, workers)],
+                                  cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=handle)
+                 for output, handle in zip(outputs, handles)]
+    took = []
+    for process, handle, log in zip(processes, handles, logs):
+        process.wait()
+        handle.close()
+        took.append(time.perf_counter() - start)  # a later unit's end is read no earlier than it came
+        if process.returncode != 0:
+            raise RuntimeError(f"{kind} unit of {tree} failed ({process.returncode}):\n{log.read_text()[-3000:]}")
     if steps is not None:
-        loop, done = loop_seconds(output, batch_size)
-        seconds = seconds - loop + loop / done * full_steps
-    return seconds, output
+        for index, output in enumerate(outputs):
+            loop, done = loop_seconds(output, batch_size)
+            took[index] = took[index] - loop + loop / done * full_steps
+    for output in outputs[1:]:
+        shutil.rmtree(output.parent, ignore_errors=True)
+    return max(took), outputs[0]
 
 
 def same_weights(first: Path, second: Path) -> bool:
@@ -164,7 +180,7 @@ def compare(args: argparse.Namespace, data_root: Path, work: Path) -> list[dict]
                 for name in order:
                     tree, sets = sides[name]
                     took, run = time_unit(kind, tree, data_root, work, args.steps, full[name], batch[name], sets,
-                                          args.threads, args.workers)
+                                          args.threads, args.workers, args.together)
                     seconds[name].append(took)
                     first_run.setdefault(name, run)
                     if first_run[name] != run:
@@ -174,7 +190,8 @@ def compare(args: argparse.Namespace, data_root: Path, work: Path) -> list[dict]
             mine, theirs = statistics.median(seconds["this tree"]), statistics.median(seconds["baseline"])
             rows.append({"kind": kind, "this_tree_s": mine, "baseline_s": theirs, "ratio": theirs / mine,
                          "same_weights": identical, "repeats": args.repeats, "steps": full["this tree"],
-                         "measured_steps": args.steps, "threads": args.threads, "load_before": load_before,
+                         "measured_steps": args.steps, "threads": args.threads, "together": args.together,
+                         "load_before": load_before,
                          "load_after": os.getloadavg(), "seconds": seconds})
     finally:
         if args.baseline:
@@ -188,8 +205,9 @@ def _batch_size(kind: str, tree: Path, sets: list[str]) -> int:
 
 def print_comparison(rows: list[dict], args: argparse.Namespace) -> None:
     against = f"baseline {args.baseline or 'this tree'}" + (f" with {' '.join(args.baseline_set)}" if args.baseline_set else "")
+    at_once = f", {args.together} units at once (seconds: the slowest)" if args.together > 1 else ""
     print(f"units of the digits study: this tree ({ROOT}) against {against}; {args.repeats} repeats each, "
-          f"alternating, {args.threads} intra-op thread(s), {os.cpu_count()} CPUs")
+          f"alternating, {args.threads} intra-op thread(s){at_once}, {os.cpu_count()} CPUs")
     if args.steps:
         print(f"shortened to {args.steps} steps: seconds EXTRAPOLATED to the recipe's steps from the loop's time per step")
     print(f"{'unit':<9} {'steps':>6} {'this tree s':>12} {'baseline s':>11} {'baseline/this':>14} {'same weights':>13}"
@@ -276,6 +294,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="shorten every unit to this many steps and extrapolate")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every unit (default 1)")
     parser.add_argument("--workers", type=int, help="data workers of every unit (default: each recipe's)")
+    parser.add_argument("--together", type=int, default=1, metavar="N",
+                        help="start N identical units at once, as N study shards on one host run (default 1)")
     parser.add_argument("--data-root", help="digits folder (default: a temporary one, written first)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--profile", choices=list(KINDS), help="profile one unit of this tree instead")
@@ -284,8 +304,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.repeats < 1 or (args.steps is not None and args.steps < 1) or args.threads < 1:
-        print("error: --repeats, --steps and --threads must be at least 1", file=sys.stderr)
+    if args.repeats < 1 or (args.steps is not None and args.steps < 1) or args.threads < 1 or args.together < 1:
+        print("error: --repeats, --steps, --threads and --together must be at least 1", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="time_units-") as temp:
         work = Path(temp)

@@ -56,7 +56,8 @@ def reproduce_pair(study_dir: str | Path, encoder: str, seed: int, output: str |
                        "rerun": read_summary(output / "cell" / "metrics.json", ("miou",))["miou"]}
     committed = next((record for record in reversed(timing_records(study_dir)) if record.get("kind") == "cell"
                       and record.get("encoder") == encoder and record.get("seed") == seed), {})
-    machine = {"committed": {key: committed[key] for key in ("cpu", "cpu_capability") if key in committed} or None,
+    kind_keys = ("cpu", "cpu_capability", "onednn_max_cpu_isa")
+    machine = {"committed": {key: committed[key] for key in kind_keys if key in committed} or None,
                "rerun": cpu_kind()}
     machine["same_kind"] = None if machine["committed"] is None else machine["committed"] == machine["rerun"]
     outcome["machine"] = machine  # same_kind None: not recorded (studies before cpu_kind was logged)

@@ -71,3 +71,11 @@ def test_the_profile_accounts_for_the_phases_of_the_loop(time_units, tiny_digits
     for phase in ("data", "forward", "backward", "optimizer", "evaluate", "checkpoint", "setup"):
         assert f"  {phase} " in out
     assert "EXTRAPOLATED" in out and "top 3 operators" in out
+
+
+def test_units_started_together_are_timed_by_the_slowest(time_units, tiny_digits, tmp_path):
+    seconds, run = time_units.time_unit("pretrain", ROOT, tiny_digits, tmp_path, 2, 9, 10, TINY, 1, 0, together=2)
+    assert seconds > 0 and (run / "checkpoints" / "last.safetensors").is_file()
+    assert len(list(tmp_path.iterdir())) == 1  # the second unit's folder is gone, the first kept for the comparison
+    args = time_units.get_args_parser().parse_args(["--together", "0"])
+    assert time_units.main(args) == 2
