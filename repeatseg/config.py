@@ -233,6 +233,10 @@ class StudyConfig:
     # Encoders pretrained with different recipes (repeatseg.recipe) stop the study before it runs;
     # true runs it anyway, and the report says so in its first lines.
     allow_mixed_recipes: bool = False
+    # Units recorded on another kind of CPU (timing.jsonl: model, kernels' instruction set) stop the
+    # study before it runs more here: their numbers differ at the rounding level and beyond
+    # (repeatseg.study.machines); true pools them anyway, and the report lists the kinds.
+    allow_mixed_machines: bool = False
     # false: a classification study: its pretraining runs are the study (evaluated every epoch as their
     # recipe says), nothing is exported or fine-tuned; reported by repeatseg.study.classification_report
     cells: bool = True

@@ -56,6 +56,10 @@ class MixedRecipesError(RepeatsegError, ValueError):
     """The encoders of a study were pretrained with different recipes."""
 
 
+class MixedMachinesError(RepeatsegError, ValueError):
+    """A study's units ran on another kind of CPU than this one (their numbers would not pool)."""
+
+
 class NonFiniteLossError(RepeatsegError, RuntimeError):
     """Training produced a NaN/inf loss (or weights); the last good checkpoint is left as it was."""
 

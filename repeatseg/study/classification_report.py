@@ -42,6 +42,7 @@ from ..config import ClsConfig, StudyConfig, load_config  # noqa: E402
 from ..files import atomic_write_text, write_json  # noqa: E402
 from ..variants import get_variant  # noqa: E402
 from .aggregate import gap, paired_gap, relative_contribution  # noqa: E402
+from .machines import machine_lines  # noqa: E402
 from .report import recipe_lines, timing_lines  # noqa: E402
 from .runner import plan_pretraining  # noqa: E402
 
@@ -351,6 +352,7 @@ def markdown(rows: list[Row], runs: list[Run], study: StudyConfig, recipe: ClsCo
     lines = [
         "# Classification study: how much of a rotation-equivariant CNN's gain is repetition (Table 4)", "",
         *recipe_lines(study, study_dir),
+        *machine_lines(study_dir),
         f"Recipe `{study.pretrain.config}` ({data.dataset}, {data.train_split} -> {data.val_split}, "
         f"{recipe.schedule.epochs} epochs, batch {recipe.train.batch_size}, flips h {data.hflip} / v {data.vflip}, "
         f"test digits {'resampled like the training ones' if data.eval_resample else 'only padded'}); "

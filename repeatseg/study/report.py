@@ -34,6 +34,7 @@ from .aggregate import (  # noqa: E402
                         summarise,
                         timing_records,
 )
+from .machines import machine_lines  # noqa: E402
 from .recipes import describe, encoder_recipes  # noqa: E402
 from .runner import plan_cells, plan_pretraining, plan_units  # noqa: E402
 from .validity import diagnostics_lines, interval_lines  # noqa: E402
@@ -379,6 +380,7 @@ def markdown(rows: list[Row], study: StudyConfig, seg: SegConfig, input_size: in
         "# Transfer study: parameter-sharing vs dense encoders under one U-Net",
         "",
         *recipe_lines(study, study_dir),
+        *machine_lines(study_dir),
         f"Segmentation recipe `{study.seg_config}` ({seg.data.dataset}, split {seg.data.split} -> {seg.data.val_split}, "
         f"crop {seg.data.crop_size}); seeds {study.seeds}; encoder weights: "
         + ("pretrained in this study (`pretrain/`)" if study.pretrain.enabled else

@@ -379,8 +379,10 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
     """Run every unfinished unit of ``shard``'s part of the plan (all of it by default), each
     under a claim on its run folder; returns the whole plan. Units other live processes hold are
     waited for, not run twice (see ``UnitQueue``). Encoders pretrained with different recipes stop
-    it first (``repeatseg.study.recipes``), unless ``study.allow_mixed_recipes``."""
+    it first (``repeatseg.study.recipes``), unless ``study.allow_mixed_recipes``; so do units recorded
+    on another kind of CPU (``repeatseg.study.machines``), unless ``study.allow_mixed_machines``."""
     from . import adaptive  # noqa: F401  (loaded now: a long study's later phase never imports edited code)
+    from .machines import check_machine
     from .recipes import check_recipes, describe  # they read this module's plan
 
     shard = shard or Shard()
@@ -391,6 +393,7 @@ def run_study(study: StudyConfig, study_dir: Path, dist: DistInfo, shard: Shard 
                           "its classification runs are the study")
     planned = planned_threads(study, study_dir)  # part of the recipe: every unit runs at one count
     check_study(at_threads(study, planned), study_dir)  # before anything is written
+    check_machine(study, study_dir)  # its units ran on this kind of CPU, or allowed
     recipes = check_recipes(at_threads(study, planned), study_dir)  # one pretraining recipe, or allowed
     if len(recipes) > 1:
         say(dist, "mixed pretraining recipes (allow_mixed_recipes: true):\n  " + "\n  ".join(describe(recipes)))
