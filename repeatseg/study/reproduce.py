@@ -21,6 +21,7 @@ from ..files import write_json
 from ..threads import cpu_kind
 from ..weights import export_encoder
 from .aggregate import read_summary, timing_records
+from .machines import KIND_KEYS
 
 
 def reproduce_pair(study_dir: str | Path, encoder: str, seed: int, output: str | Path,
@@ -56,8 +57,7 @@ def reproduce_pair(study_dir: str | Path, encoder: str, seed: int, output: str |
                        "rerun": read_summary(output / "cell" / "metrics.json", ("miou",))["miou"]}
     committed = next((record for record in reversed(timing_records(study_dir)) if record.get("kind") == "cell"
                       and record.get("encoder") == encoder and record.get("seed") == seed), {})
-    kind_keys = ("cpu", "cpu_capability", "onednn_max_cpu_isa")
-    machine = {"committed": {key: committed[key] for key in kind_keys if key in committed} or None,
+    machine = {"committed": {key: committed[key] for key in KIND_KEYS if key in committed} or None,
                "rerun": cpu_kind()}
     machine["same_kind"] = None if machine["committed"] is None else machine["committed"] == machine["rerun"]
     outcome["machine"] = machine  # same_kind None: not recorded (studies before cpu_kind was logged)
