@@ -129,12 +129,18 @@ def time_unit(kind: str, tree: Path, data_root: Path, work: Path, steps: int | N
                                   cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=handle)
                  for output, handle in zip(outputs, handles)]
     took = []
-    for process, handle, log in zip(processes, handles, logs):
-        process.wait()
-        handle.close()
-        took.append(time.perf_counter() - start)  # a later unit's end is read no earlier than it came
-        if process.returncode != 0:
-            raise RuntimeError(f"{kind} unit of {tree} failed ({process.returncode}):\n{log.read_text()[-3000:]}")
+    try:
+        for process, log in zip(processes, logs):
+            process.wait()
+            took.append(time.perf_counter() - start)  # a later unit's end is read no earlier than it came
+            if process.returncode != 0:
+                raise RuntimeError(f"{kind} unit of {tree} failed ({process.returncode}):\n{log.read_text()[-3000:]}")
+    finally:  # a failed or interrupted unit leaves no sibling running
+        for process, handle in zip(processes, handles):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            handle.close()
     if steps is not None:
         for index, output in enumerate(outputs):
             loop, done = loop_seconds(output, batch_size)
